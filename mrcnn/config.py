@@ -1,0 +1,252 @@
+"""Mask R-CNN configuration.
+
+Subclass :class:`Config` and override the attributes that differ for your
+data, exactly as with the original matterport ``mrcnn.config.Config``::
+
+    class BalloonConfig(Config):
+        NAME = "balloon"
+        IMAGES_PER_GPU = 2
+        NUM_CLASSES = 1 + 1  # background + balloon
+        STEPS_PER_EPOCH = 100
+
+Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are
+computed in ``__init__`` and the whole configuration is checked there, so a
+value that cannot work raises a ``ValueError`` naming the attribute.
+"""
+
+import numpy as np
+
+
+class Config(object):
+    """Base configuration class. Override the attributes in a subclass."""
+
+    # Name of the configuration, used in log directory and checkpoint names.
+    NAME = None  # Override in sub-classes
+
+    # Number of GPUs to use. With more than one, training runs under
+    # tf.distribute.MirroredStrategy.
+    GPU_COUNT = 1
+
+    # Images per GPU (or per CPU when there is no GPU).
+    IMAGES_PER_GPU = 2
+
+    # Training steps per epoch and validation steps at the end of each epoch.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50", "resnet101", "resnet18" (a small backbone for quick CPU
+    # training), or a callable ``backbone(input_image, stage5, train_bn)``
+    # returning [C1, C2, C3, C4, C5]. A callable also needs
+    # COMPUTE_BACKBONE_SHAPE(image_shape) returning the feature map shapes.
+    BACKBONE = "resnet101"
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # Strides of each level of the FPN pyramid (P2..P6).
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Size of the fully-connected layers in the classification graph.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Size of the top-down layers used to build the feature pyramid.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classification classes (including background).
+    NUM_CLASSES = 1  # Override in sub-classes
+
+    # Length of square anchor side in pixels, one per pyramid level.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+
+    # Ratios (width/height) of anchors at each cell.
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+
+    # Anchor stride: 1 creates anchors for every cell of a feature map,
+    # 2 for every other cell, and so on.
+    RPN_ANCHOR_STRIDE = 1
+
+    # Non-max suppression threshold to filter RPN proposals.
+    RPN_NMS_THRESHOLD = 0.7
+
+    # How many anchors per image to use for RPN training.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+
+    # ROIs kept after tf.nn.top_k and before non-maximum suppression.
+    PRE_NMS_LIMIT = 6000
+
+    # ROIs kept after non-maximum suppression (training and inference).
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store instance masks at a lower resolution, cropped to their box.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)  # (height, width) of the mini-mask
+
+    # Input image resizing: "none", "square", "pad64" or "crop"
+    # (see mrcnn.utils.resize_image).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum scaling ratio, checked after IMAGE_MIN_DIM (0 disables it).
+    IMAGE_MIN_SCALE = 0
+
+    # Number of color channels per image. RGB = 3, grayscale = 1, RGB-D = 4.
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Image mean (RGB).
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the classifier/mask heads during training.
+    TRAIN_ROIS_PER_IMAGE = 200
+
+    # Fraction of positive ROIs used to train the classifier/mask heads.
+    ROI_POSITIVE_RATIO = 0.33
+
+    # Pooled ROIs.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+
+    # Shape of the output mask. Changing it requires changing the mask head.
+    MASK_SHAPE = [28, 28]
+
+    # Maximum number of ground truth instances to use in one image.
+    MAX_GT_INSTANCES = 100
+
+    # Bounding box refinement standard deviation for RPN and final detections.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Max number of final detections.
+    DETECTION_MAX_INSTANCES = 100
+
+    # Minimum probability value to accept a detected instance.
+    DETECTION_MIN_CONFIDENCE = 0.7
+
+    # Non-maximum suppression threshold for detection.
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # Learning rate and momentum (SGD with momentum).
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+
+    # Weight decay regularization.
+    WEIGHT_DECAY = 0.0001
+
+    # Loss weights for more precise optimization.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.,
+        "rpn_bbox_loss": 1.,
+        "mrcnn_class_loss": 1.,
+        "mrcnn_bbox_loss": 1.,
+        "mrcnn_mask_loss": 1.
+    }
+
+    # Use RPN ROIs or externally generated ROIs for training.
+    USE_RPN_ROIS = True
+
+    # Train or freeze batch normalization layers. False keeps them in
+    # inference mode (the usual choice with small batches); True and None
+    # train them while training and use the moving statistics in inference.
+    TRAIN_BN = False
+
+    # Gradient norm clipping.
+    GRADIENT_CLIP_NORM = 5.0
+
+    # --- Additions of this implementation (not in the original API) ---
+
+    # Channels of the 3x3 conv shared by the RPN over all pyramid levels.
+    RPN_CONV_DEPTH = 512
+    # Channels of the four 3x3 convs and the deconv of the mask head.
+    MASK_HEAD_CONV_DEPTH = 256
+    # None (float32), "mixed_float16" (GPU) or "mixed_bfloat16" (CPU).
+    MIXED_PRECISION = None
+
+    def __init__(self):
+        """Set values of computed attributes and check the configuration."""
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+        else:
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+
+        # image_id(1) + original_image_shape(3) + image_shape(3)
+        # + window(4) + scale(1) + active_class_ids(NUM_CLASSES)
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.validate()
+
+    def validate(self):
+        """Raise ValueError for values that cannot work together."""
+        def fail(message):
+            raise ValueError("{} config: {}".format(
+                type(self).__name__, message))
+
+        modes = ("none", "square", "pad64", "crop")
+        if self.IMAGE_RESIZE_MODE not in modes:
+            fail("IMAGE_RESIZE_MODE must be one of {}, got {!r}".format(
+                modes, self.IMAGE_RESIZE_MODE))
+        if self.IMAGE_RESIZE_MODE in ("square", "pad64", "crop"):
+            dim_name = ("IMAGE_MIN_DIM" if self.IMAGE_RESIZE_MODE == "crop"
+                        else "IMAGE_MAX_DIM")
+            dim = getattr(self, dim_name)
+            # The pyramid halves the image six times (P6 has stride 64).
+            if dim % 64 != 0:
+                fail("{} = {} must be divisible by 64 in {!r} resize mode "
+                     "(the feature pyramid downsamples 6 times), e.g. {}".format(
+                         dim_name, dim, self.IMAGE_RESIZE_MODE,
+                         max(64, int(round(dim / 64.0)) * 64)))
+        if self.IMAGE_MIN_DIM and self.IMAGE_MAX_DIM \
+                and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM \
+                and self.IMAGE_RESIZE_MODE != "crop":
+            fail("IMAGE_MIN_DIM ({}) is larger than IMAGE_MAX_DIM ({})".format(
+                self.IMAGE_MIN_DIM, self.IMAGE_MAX_DIM))
+        if not isinstance(self.NUM_CLASSES, (int, np.integer)) \
+                or self.NUM_CLASSES < 1:
+            fail("NUM_CLASSES must be an int >= 1 (background counts), "
+                 "got {!r}".format(self.NUM_CLASSES))
+        for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
+                     "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES",
+                     "DETECTION_MAX_INSTANCES", "POST_NMS_ROIS_TRAINING",
+                     "POST_NMS_ROIS_INFERENCE", "RPN_TRAIN_ANCHORS_PER_IMAGE",
+                     "PRE_NMS_LIMIT"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                fail("{} must be a positive int, got {!r}".format(name, value))
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            fail("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
+                 "one anchor scale per pyramid level".format(
+                     len(self.RPN_ANCHOR_SCALES), len(self.BACKBONE_STRIDES)))
+        if not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            fail("ROI_POSITIVE_RATIO must be in (0, 1], got {}".format(
+                self.ROI_POSITIVE_RATIO))
+        if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
+            fail("MASK_SHAPE {} must be twice MASK_POOL_SIZE ({}): the mask "
+                 "head upsamples its pooled features once".format(
+                     list(self.MASK_SHAPE), self.MASK_POOL_SIZE))
+        if not callable(self.BACKBONE) and self.BACKBONE not in (
+                "resnet18", "resnet50", "resnet101"):
+            fail("BACKBONE must be 'resnet18', 'resnet50', 'resnet101' or a "
+                 "callable, got {!r}".format(self.BACKBONE))
+        if callable(self.BACKBONE) and self.COMPUTE_BACKBONE_SHAPE is None:
+            fail("a callable BACKBONE also needs COMPUTE_BACKBONE_SHAPE")
+        missing = set(self.LOSS_WEIGHTS) ^ {
+            "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+            "mrcnn_bbox_loss", "mrcnn_mask_loss"}
+        if missing:
+            fail("LOSS_WEIGHTS must have exactly the five loss names; "
+                 "unexpected or missing: {}".format(sorted(missing)))
+        if self.MIXED_PRECISION not in (None, "mixed_float16", "mixed_bfloat16"):
+            fail("MIXED_PRECISION must be None, 'mixed_float16' or "
+                 "'mixed_bfloat16', got {!r}".format(self.MIXED_PRECISION))
+
+    def to_dict(self):
+        return {a: getattr(self, a)
+                for a in sorted(dir(self))
+                if not a.startswith("__") and not callable(getattr(self, a))}
+
+    def display(self):
+        """Display Configuration values."""
+        print("\nConfigurations:")
+        for key, val in self.to_dict().items():
+            print(f"{key:30} {val}")
+        print("\n")

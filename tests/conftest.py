@@ -1,0 +1,26 @@
+"""Shared test set-up: quiet TensorFlow, deterministic seeds, data paths."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def balloon_dir():
+    """The balloon dataset folder, from MRCNN_BALLOON_DIR or ../shared."""
+    return pathlib.Path(os.environ.get(
+        "MRCNN_BALLOON_DIR", REPO_ROOT.parent / "shared" / "data" / "balloon"))
+
+
+@pytest.fixture
+def balloon_path():
+    path = balloon_dir()
+    if not (path / "train" / "via_region_data.json").exists():
+        pytest.skip("balloon dataset not found at {} (set MRCNN_BALLOON_DIR)"
+                    .format(path))
+    return path
