@@ -1,0 +1,477 @@
+"""Instance masks: shape rasterising shared by the loaders, and MasksDataset.
+
+The first half turns annotation shapes (polygons, rectangles, circles,
+ellipses) into boolean masks of one image. Every helper takes the image
+``shape=(height, width)`` and clips to it, so a point on or past the border
+never raises. Coordinates are pixels, x to the right and y down, with pixel
+``(row, col)`` centred on ``(y, x) = (row, col)``.
+
+The second half is :class:`MasksDataset`, for a folder of images whose
+annotations are already mask images, in one of two layouts::
+
+    instances layout (Kaggle 2018 nuclei):     label layout:
+      DIR/<id>/images/<id>.png                   DIR/images/<name>.jpg
+      DIR/<id>/masks/*.png      (one per           DIR/labels/<name>.png
+                                 instance)          (0 = background, each other
+      DIR/<id>/masks/<class>/*.png                   value one instance)
+                                (classes from      DIR/labels/<name>.json
+                                 sub-folders)        (optional: {"value": "class"})
+"""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import skimage.draw
+import skimage.io
+from PIL import Image
+
+from mrcnn import utils
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
+                    ".webp")
+
+
+# ---------------------------------------------------------------------------
+# Image files
+# ---------------------------------------------------------------------------
+
+def is_image_file(path):
+    """True for a file name with a known image extension."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def read_image_size(path):
+    """(height, width) of an image file, read from its header where possible.
+
+    Raises FileNotFoundError naming the file when it does not exist and
+    ValueError when it is not a readable image.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError("image file not found: {}".format(path))
+    try:
+        # PIL parses only the header here; the pixels are not decoded.
+        with Image.open(path) as image:
+            width, height = image.size
+        return int(height), int(width)
+    except Exception:  # noqa: BLE001 - fall back to a full decode below
+        pass
+    try:
+        image = skimage.io.imread(path)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError("cannot read image {}: {}".format(path, error)) \
+            from error
+    return int(image.shape[0]), int(image.shape[1])
+
+
+# ---------------------------------------------------------------------------
+# Shapes -> masks
+# ---------------------------------------------------------------------------
+
+def finite_coordinates(values, name):
+    """``values`` as a float64 1-D array; ValueError if any is NaN/inf/text."""
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as error:
+        raise ValueError("{} are not numbers: {!r}".format(name, values)) \
+            from error
+    if not np.all(np.isfinite(array)):
+        raise ValueError("{} contain NaN or infinite values: {}"
+                         .format(name, values))
+    return array
+
+
+def polygon_mask(xs, ys, shape):
+    """Bool mask [height, width] inside the polygon with vertices (xs, ys).
+
+    Pixels on the outline count as inside (skimage.draw.polygon); parts past
+    the image border are clipped. Fewer than 3 vertices give an empty mask.
+    """
+    xs = finite_coordinates(xs, "x coordinates")
+    ys = finite_coordinates(ys, "y coordinates")
+    if len(xs) != len(ys):
+        raise ValueError("polygon has {} x but {} y coordinates"
+                         .format(len(xs), len(ys)))
+    mask = np.zeros(shape, dtype=bool)
+    if len(xs) >= 3:
+        rows, cols = skimage.draw.polygon(ys, xs, shape=shape)
+        mask[rows, cols] = True
+    return mask
+
+
+def rectangle_mask(x, y, width, height, shape):
+    """Bool mask [height, width] of the box whose top-left corner is (x, y).
+
+    Covers columns x .. x + width - 1 and rows y .. y + height - 1 (after
+    rounding), i.e. ``width * height`` pixels when inside the image. Negative
+    sizes are measured from the other corner.
+    """
+    x, y, width, height = finite_coordinates([x, y, width, height],
+                                             "rectangle values")
+    x1, x2 = sorted((x, x + width))
+    y1, y2 = sorted((y, y + height))
+    return box_mask(y1, x1, y2, x2, shape)
+
+
+def box_mask(y1, x1, y2, x2, shape):
+    """Bool mask of rows round(y1)..round(y2)-1, cols round(x1)..round(x2)-1,
+    clipped to the image."""
+    rows, cols = shape
+    top, bottom = [int(np.clip(np.round(v), 0, rows)) for v in (y1, y2)]
+    left, right = [int(np.clip(np.round(v), 0, cols)) for v in (x1, x2)]
+    mask = np.zeros(shape, dtype=bool)
+    mask[top:bottom, left:right] = True
+    return mask
+
+
+def circle_mask(cx, cy, radius, shape):
+    """Bool mask of the pixels closer than ``radius`` to (cx, cy)."""
+    cx, cy, radius = finite_coordinates([cx, cy, radius], "circle values")
+    mask = np.zeros(shape, dtype=bool)
+    if radius > 0:
+        rows, cols = skimage.draw.disk((cy, cx), radius, shape=shape)
+        mask[rows, cols] = True
+    return mask
+
+
+def ellipse_mask(cx, cy, rx, ry, theta, shape):
+    """Bool mask of an ellipse centred at (cx, cy) with radii rx (along x
+    before rotation) and ry, rotated by ``theta`` radians clockwise on screen
+    (y down), as VIA and HTML canvas draw it."""
+    cx, cy, rx, ry, theta = finite_coordinates([cx, cy, rx, ry, theta],
+                                               "ellipse values")
+    mask = np.zeros(shape, dtype=bool)
+    if rx > 0 and ry > 0:
+        # skimage turns counter-clockwise on screen, hence -theta.
+        rows, cols = skimage.draw.ellipse(cy, cx, ry, rx, shape=shape,
+                                          rotation=-theta)
+        mask[rows, cols] = True
+    return mask
+
+
+def stack_instances(masks, class_ids, shape):
+    """Stack per-instance masks, dropping empty ones.
+
+    masks: list of bool [height, width]; class_ids: matching list of ints.
+    Returns (bool [height, width, N], int32 [N]); N may be 0.
+    """
+    kept = [(m, c) for m, c in zip(masks, class_ids) if m.any()]
+    if not kept:
+        return (np.zeros(tuple(shape) + (0,), dtype=bool),
+                np.zeros([0], dtype=np.int32))
+    mask = np.stack([m for m, _ in kept], axis=2).astype(bool)
+    return mask, np.array([c for _, c in kept], dtype=np.int32)
+
+
+def internal_class_id(dataset, source, source_class_id):
+    """Internal (contiguous) class id of ``source.source_class_id``.
+
+    Needs ``dataset.prepare()``; says so instead of an AttributeError.
+    """
+    if not hasattr(dataset, "class_from_source_map"):
+        raise RuntimeError("{}: call prepare() before load_mask()"
+                           .format(type(dataset).__name__))
+    return dataset.map_source_class_id("{}.{}".format(source,
+                                                      source_class_id))
+
+
+def add_classes(dataset, source, class_names):
+    """add_class for each name, with source ids 1..K in the given order.
+
+    Returns {name: source class id}.
+    """
+    ids = {}
+    for index, name in enumerate(class_names, start=1):
+        dataset.add_class(source, index, name)
+        ids[name] = index
+    return ids
+
+
+def warn_skipped_classes(skipped, where):
+    """One warning listing labels that are not in class_names."""
+    if skipped:
+        warnings.warn("{}: skipped regions of classes not in class_names: {}"
+                      .format(where, ", ".join(sorted(skipped))), stacklevel=3)
+
+
+# ---------------------------------------------------------------------------
+# Folder-of-masks dataset
+# ---------------------------------------------------------------------------
+
+def detect_masks_layout(directory):
+    """"label", "instances" or None for a folder (see the module doc)."""
+    directory = os.fspath(directory)
+    if (os.path.isdir(os.path.join(directory, "images"))
+            and os.path.isdir(os.path.join(directory, "labels"))):
+        return "label"
+    for entry in _sorted_dirs(directory):
+        if os.path.isdir(os.path.join(directory, entry, "images")):
+            return "instances"
+    return None
+
+
+def read_label_image(path):
+    """Instance-id image [height, width] (int) from a label image file.
+
+    Palette PNGs give their palette indices; grey (8/16 bit) their values;
+    an RGB image whose channels are equal gives one channel.
+    """
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            array = np.array(image)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError("cannot read label image {}: {}".format(path, error))\
+            from error
+    if array.ndim == 3:
+        channels = array[..., :3]
+        if not (np.array_equal(channels[..., 0], channels[..., 1])
+                and np.array_equal(channels[..., 0], channels[..., 2])):
+            raise ValueError(
+                "label image {} is in colour; expected one channel whose "
+                "values are instance ids (0 = background)".format(path))
+        array = channels[..., 0]
+    return array.astype(np.int64)
+
+
+def read_binary_mask(path):
+    """Bool mask [height, width] of the non-zero pixels of a mask image."""
+    path = os.fspath(path)
+    try:
+        array = skimage.io.imread(path)
+    except Exception as error:  # noqa: BLE001
+        raise ValueError("cannot read mask image {}: {}".format(path, error))\
+            from error
+    if array.ndim == 3:
+        if array.shape[2] in (2, 4):  # drop alpha
+            array = array[..., :-1]
+        array = array.max(axis=2)
+    return array > 0
+
+
+class MasksDataset(utils.Dataset):
+    """Images whose annotations are mask images (see the module doc)."""
+
+    def load_masks(self, directory, layout="auto", class_names=None,
+                   subset=None, default_class="object", source="masks"):
+        """Add the images of a masks folder.
+
+        directory: the dataset folder (or its parent, with ``subset``).
+        layout: "auto", "instances" (one PNG per instance) or "label" (one
+            label image per image).
+        class_names: the classes, in id order (1..K). Instances of other
+            classes are skipped. With one name and no class sub-folders or
+            sidecars, that name is the single class.
+        default_class: class of instances that name none (flat masks/ folder,
+            label image without sidecar) when class_names does not decide.
+        """
+        directory = os.fspath(directory)
+        if subset:
+            directory = os.path.join(directory, subset)
+        if not os.path.isdir(directory):
+            raise FileNotFoundError("masks dataset folder not found: {}"
+                                    .format(directory))
+        if layout == "auto":
+            layout = detect_masks_layout(directory)
+            if layout is None:
+                raise ValueError(
+                    "{}: not a masks dataset: expected <id>/images/ + "
+                    "<id>/masks/ folders, or images/ + labels/".format(
+                        directory))
+        if class_names is not None and len(class_names) == 1:
+            default_class = class_names[0]
+        if layout == "instances":
+            samples = _scan_instances_layout(directory, default_class)
+        elif layout == "label":
+            samples = _scan_label_layout(directory, default_class)
+        else:
+            raise ValueError("layout must be 'auto', 'instances' or 'label', "
+                             "not {!r}".format(layout))
+        self._add_samples(samples, class_names, layout, source, directory)
+
+    def _add_samples(self, samples, class_names, layout, source, directory):
+        found = sorted({name for s in samples for name in s["class_names"]})
+        names = list(class_names) if class_names is not None else found
+        class_ids = add_classes(self, source, names)
+        warn_skipped_classes(set(found) - set(names), directory)
+        for sample in samples:
+            height, width = read_image_size(sample["path"])
+            self.add_image(source, image_id=sample["id"], path=sample["path"],
+                           height=height, width=width, layout=layout,
+                           masks_source=source, class_name_to_id=class_ids,
+                           **sample["extra"])
+
+    def load_mask(self, image_id):
+        """Returns (bool [height, width, N], int32 class ids [N])."""
+        info = self.image_info[image_id]
+        if "layout" not in info:
+            return super().load_mask(image_id)
+        shape = (info["height"], info["width"])
+        if info["layout"] == "instances":
+            masks, names = self._instance_masks(info, shape)
+        else:
+            masks, names = self._label_masks(info, shape)
+        known = info["class_name_to_id"]
+        pairs = [(m, internal_class_id(self, info["masks_source"], known[n]))
+                 for m, n in zip(masks, names) if n in known]
+        return stack_instances([m for m, _ in pairs], [c for _, c in pairs],
+                               shape)
+
+    def _instance_masks(self, info, shape):
+        masks, names = [], []
+        for path, name in info["mask_files"]:
+            mask = read_binary_mask(path)
+            _check_mask_shape(mask.shape, shape, path, info["path"])
+            masks.append(mask)
+            names.append(name)
+        return masks, names
+
+    def _label_masks(self, info, shape):
+        label = read_label_image(info["label_path"])
+        _check_mask_shape(label.shape, shape, info["label_path"],
+                          info["path"])
+        value_names = info["label_classes"]
+        masks, names = [], []
+        for value in np.unique(label):
+            if value == 0:
+                continue
+            if value_names is None:
+                name = info["default_class"]
+            elif str(value) in value_names:
+                name = value_names[str(value)]
+            else:
+                raise ValueError(
+                    "{}: label value {} has no class in {}".format(
+                        info["label_path"], value, info["sidecar_path"]))
+            masks.append(label == value)
+            names.append(name)
+        return masks, names
+
+    def image_reference(self, image_id):
+        """The image file path."""
+        info = self.image_info[image_id]
+        if "layout" in info:
+            return info["path"]
+        return super().image_reference(image_id)
+
+
+def _check_mask_shape(mask_shape, image_shape, mask_path, image_path):
+    if tuple(mask_shape[:2]) != tuple(image_shape):
+        raise ValueError("mask {} is {}x{} but image {} is {}x{}".format(
+            mask_path, mask_shape[0], mask_shape[1], image_path,
+            image_shape[0], image_shape[1]))
+
+
+def _sorted_dirs(directory):
+    return sorted(e for e in os.listdir(directory)
+                  if os.path.isdir(os.path.join(directory, e))
+                  and not e.startswith("."))
+
+
+def _sorted_image_files(directory):
+    if not os.path.isdir(directory):
+        return []
+    return sorted(e for e in os.listdir(directory)
+                  if is_image_file(e) and not e.startswith(".")
+                  and os.path.isfile(os.path.join(directory, e)))
+
+
+def _scan_instances_layout(directory, default_class):
+    """One sample per <id>/images/ folder, with its mask files and classes."""
+    samples = []
+    for sample_id in _sorted_dirs(directory):
+        images_dir = os.path.join(directory, sample_id, "images")
+        if not os.path.isdir(images_dir):
+            continue
+        image_path = _pick_sample_image(images_dir, sample_id)
+        mask_files = _instance_mask_files(
+            os.path.join(directory, sample_id, "masks"), default_class)
+        samples.append({
+            "id": sample_id, "path": image_path,
+            "class_names": {name for _, name in mask_files},
+            "extra": {"mask_files": mask_files}})
+    if not samples:
+        raise ValueError("{}: no <id>/images/ folders found".format(directory))
+    return samples
+
+
+def _pick_sample_image(images_dir, sample_id):
+    files = _sorted_image_files(images_dir)
+    named = [f for f in files if os.path.splitext(f)[0] == sample_id]
+    if len(named) == 1:
+        return os.path.join(images_dir, named[0])
+    if len(files) == 1:
+        return os.path.join(images_dir, files[0])
+    raise ValueError("{}: expected one image (named {}.png), found {}".format(
+        images_dir, sample_id, files or "none"))
+
+
+def _instance_mask_files(masks_dir, default_class):
+    """[(path, class name)]: masks/*.png -> default class,
+    masks/<class>/*.png -> <class>."""
+    if not os.path.isdir(masks_dir):
+        return []
+    files = [(os.path.join(masks_dir, f), default_class)
+             for f in _sorted_image_files(masks_dir)]
+    for class_name in _sorted_dirs(masks_dir):
+        class_dir = os.path.join(masks_dir, class_name)
+        files += [(os.path.join(class_dir, f), class_name)
+                  for f in _sorted_image_files(class_dir)]
+    return files
+
+
+def _scan_label_layout(directory, default_class):
+    """One sample per images/ file, paired with labels/<same stem>.*"""
+    images_dir = os.path.join(directory, "images")
+    labels_dir = os.path.join(directory, "labels")
+    labels_by_stem = {}
+    for name in _sorted_image_files(labels_dir):
+        labels_by_stem.setdefault(os.path.splitext(name)[0], name)
+    samples = []
+    for name in _sorted_image_files(images_dir):
+        stem = os.path.splitext(name)[0]
+        if stem not in labels_by_stem:
+            raise FileNotFoundError(
+                "no label image for {} (expected {})".format(
+                    os.path.join(images_dir, name),
+                    os.path.join(labels_dir, stem + ".png")))
+        sidecar = os.path.join(labels_dir, stem + ".json")
+        value_names = _read_sidecar(sidecar) if os.path.isfile(sidecar) \
+            else None
+        class_names = set(value_names.values()) if value_names is not None \
+            else {default_class}
+        samples.append({
+            "id": stem, "path": os.path.join(images_dir, name),
+            "class_names": class_names,
+            "extra": {"label_path": os.path.join(labels_dir,
+                                                 labels_by_stem[stem]),
+                      "label_classes": value_names,
+                      "sidecar_path": sidecar,
+                      "default_class": default_class}})
+    if not samples:
+        raise ValueError("{}: no images found".format(images_dir))
+    return samples
+
+
+def _read_sidecar(path):
+    """{"<label value>": "class name"} from a label sidecar json."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as error:
+        raise ValueError("cannot read label sidecar {}: {}".format(path, error))\
+            from error
+    if not isinstance(data, dict) or not all(
+            isinstance(v, str) for v in data.values()):
+        raise ValueError('label sidecar {} must map label values to class '
+                         'names, e.g. {{"1": "cat", "2": "dog"}}'.format(path))
+    value_names = {}
+    for key, name in data.items():
+        try:
+            value_names[str(int(key))] = name
+        except ValueError:
+            raise ValueError("label sidecar {}: key {!r} is not an integer "
+                             "label value".format(path, key)) from None
+    return value_names

@@ -1,0 +1,201 @@
+"""The Keras model that trains Mask R-CNN, and its callbacks.
+
+The losses are outputs of the graph (loss layers), so ``train_step`` only
+weighs and sums them, adds weight decay, and applies clipped SGD updates.
+Each loss is tracked by name, so the progress bar, the History and
+TensorBoard all show ``rpn_class_loss`` ... ``mrcnn_mask_loss``.
+"""
+
+import logging
+import math
+import os
+
+import tensorflow as tf
+import keras
+
+from mrcnn import weights as weights_io
+
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+              "mrcnn_bbox_loss", "mrcnn_mask_loss")
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def _is_decayed(variable):
+    """L2 decay applies to kernels and biases, never to BN gamma and beta."""
+    name = variable.path if hasattr(variable, "path") else variable.name
+    leaf = name.split("/")[-1].split(":")[0]
+    return leaf not in ("gamma", "beta")
+
+
+class MaskRCNNTrainingModel(keras.Model):
+    """Functional Mask R-CNN training graph with a loss-summing train_step.
+
+    The last five outputs of the graph are the loss layers, in LOSS_NAMES
+    order. ``loss_weights`` maps those names to weights; ``weight_decay`` is
+    the L2 factor (as the original: decay * sum(w^2) / size(w) per weight).
+    """
+
+    def __init__(self, inputs, outputs, loss_weights=None, weight_decay=0.0,
+                 name="mask_rcnn", **kwargs):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.loss_weights = dict(loss_weights or {n: 1.0 for n in LOSS_NAMES})
+        self.weight_decay = float(weight_decay)
+        self.loss_trackers = {n: keras.metrics.Mean(name=n)
+                              for n in ("loss",) + LOSS_NAMES}
+
+    @property
+    def metrics(self):
+        # Only our trackers: Keras resets them each epoch, and calling
+        # compile() again (heads first, then all) never stacks them.
+        return list(self.loss_trackers.values())
+
+    def _unpack(self, data):
+        if isinstance(data, (tuple, list)) and len(data) == 1:
+            return data[0]
+        if isinstance(data, tuple) and len(data) == 2 and not data[1]:
+            return data[0]
+        return data
+
+    def _losses(self, inputs, training):
+        outputs = self(inputs, training=training)
+        named = {}
+        for name, value in zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]):
+            named[name] = tf.reduce_mean(tf.cast(value, tf.float32))
+        return named
+
+    def _weight_decay_loss(self):
+        if not self.weight_decay:
+            return tf.constant(0.0)
+        terms = [tf.reduce_sum(tf.square(tf.cast(w, tf.float32)))
+                 / tf.cast(tf.size(w), tf.float32)
+                 for w in self.trainable_weights if _is_decayed(w)]
+        if not terms:
+            return tf.constant(0.0)
+        return self.weight_decay * tf.add_n(terms)
+
+    def _total(self, named):
+        weighted = [named[n] * self.loss_weights.get(n, 1.0) for n in LOSS_NAMES]
+        return tf.add_n(weighted) + self._weight_decay_loss()
+
+    def _update_trackers(self, named, total):
+        self.loss_trackers["loss"].update_state(total)
+        for name in LOSS_NAMES:
+            self.loss_trackers[name].update_state(named[name])
+        return {name: tracker.result()
+                for name, tracker in self.loss_trackers.items()}
+
+    def train_step(self, data):
+        inputs = self._unpack(data)
+        variables = self.trainable_variables
+        with tf.GradientTape() as tape:
+            named = self._losses(inputs, training=True)
+            total = self._total(named)
+            scaled = self.optimizer.scale_loss(total)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply(grads, variables)
+        return self._update_trackers(named, total)
+
+    def test_step(self, data):
+        inputs = self._unpack(data)
+        named = self._losses(inputs, training=False)
+        return self._update_trackers(named, self._total(named))
+
+
+class CheckpointCallback(keras.callbacks.Callback):
+    """Saves the weights after every epoch, atomically.
+
+    ``path_template`` has an ``{epoch:04d}`` field filled with the 1-based
+    epoch number. The file is written under a temporary name and renamed,
+    so an interrupted write never leaves a broken checkpoint behind.
+    """
+
+    def __init__(self, path_template):
+        super().__init__()
+        self.path_template = path_template
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and not all(math.isfinite(float(v)) for k, v in logs.items()
+                            if k.endswith("loss")):
+            logger.error("Epoch %d ended with a non-finite loss; its weights "
+                         "are not saved.", epoch + 1)
+            return
+        path = self.path_template.format(epoch=epoch + 1)
+        weights_io.save_weights(self.model, path)
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training on a NaN or infinite loss, naming the loss.
+
+    ``feed`` (the training PyDataset) lets the error message name the image
+    ids of the offending batch. The last good checkpoint stays the last one
+    on disk because the epoch in progress is never saved.
+    """
+
+    def __init__(self, feed=None):
+        super().__init__()
+        self.feed = feed
+        self.error = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs:
+            return
+        bad = [k for k, v in logs.items()
+               if k.endswith("loss") and not math.isfinite(float(v))]
+        if not bad:
+            return
+        image_ids = None
+        if self.feed is not None and hasattr(self.feed, "image_ids_of_batch"):
+            try:
+                image_ids = self.feed.image_ids_of_batch(batch)
+            except Exception:  # naming the images is best effort
+                image_ids = None
+        message = "Non-finite loss ({}) at step {} of epoch {}".format(
+            ", ".join("{}={}".format(k, logs[k]) for k in bad), batch + 1,
+            getattr(self, "_epoch", 0) + 1)
+        if image_ids is not None:
+            message += "; batch image ids: {}".format(list(image_ids))
+        message += ". Training stopped; the last finished epoch's checkpoint " \
+                   "is kept."
+        logger.error(message)
+        self.error = NonFiniteLossError(message)
+        self.model.stop_training = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def apply_trainable(keras_model, layer_regex, verbose=0, indent=0):
+    """Sets layer.trainable by a full regex match on the layer name.
+
+    Nested models (rpn_model) are walked into rather than switched as a
+    whole, so the match decides for each of their layers. Returns the names
+    of the layers with weights that are trainable afterwards.
+    """
+    import re
+    trainable_names = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            layer.trainable = True
+            trainable_names += apply_trainable(layer, layer_regex, verbose,
+                                               indent + 4)
+            continue
+        if not layer.weights:
+            continue
+        trainable = bool(re.fullmatch(layer_regex, layer.name))
+        layer.trainable = trainable
+        if trainable:
+            trainable_names.append(layer.name)
+            if verbose > 0:
+                print("{}{:20}   ({})".format(" " * indent, layer.name,
+                                              layer.__class__.__name__))
+    return trainable_names
+
+
+def checkpoint_template(log_dir, name):
+    return os.path.join(log_dir, "mask_rcnn_{}_{{epoch:04d}}.weights.h5".format(
+        name.lower()))
