@@ -66,6 +66,16 @@ def read_image_size(path):
     return int(image.shape[0]), int(image.shape[1])
 
 
+def read_json(path):
+    """Parsed json; ValueError naming the file and position when broken."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError("{}: broken json at line {} column {}: {}".format(
+            path, error.lineno, error.colno, error.msg)) from error
+
+
 # ---------------------------------------------------------------------------
 # Shapes -> masks
 # ---------------------------------------------------------------------------
@@ -457,12 +467,7 @@ def _scan_label_layout(directory, default_class):
 
 def _read_sidecar(path):
     """{"<label value>": "class name"} from a label sidecar json."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as error:
-        raise ValueError("cannot read label sidecar {}: {}".format(path, error))\
-            from error
+    data = read_json(path)
     if not isinstance(data, dict) or not all(
             isinstance(v, str) for v in data.values()):
         raise ValueError('label sidecar {} must map label values to class '

@@ -1,0 +1,364 @@
+"""Command line: train, detect, evaluate and check datasets.
+
+    mrcnn train --dataset data/balloon --format via --weights coco --layers heads --epochs 10
+    mrcnn detect --weights last --name balloon photo1.jpg photo2.jpg --out results/
+    mrcnn evaluate --dataset data/balloon/val --format via --weights last --name balloon
+    mrcnn check-dataset data/balloon/train
+
+Every training run writes ``run_config.json`` (class names and the config
+values that differ from the defaults) beside its checkpoints, so `detect`
+and `evaluate` rebuild the same model from the weights path alone.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+RUN_CONFIG = "run_config.json"
+
+# Config attributes a user can set with --set KEY=VALUE (JSON values).
+OVERRIDABLE = (
+    "BACKBONE", "IMAGES_PER_GPU", "GPU_COUNT", "STEPS_PER_EPOCH",
+    "VALIDATION_STEPS", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
+    "IMAGE_MIN_SCALE", "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS",
+    "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES", "DETECTION_MIN_CONFIDENCE",
+    "DETECTION_MAX_INSTANCES", "LEARNING_RATE", "TRAIN_BN", "USE_MINI_MASK",
+    "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT",
+    "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "FPN_CLASSIF_FC_LAYERS_SIZE",
+    "MASK_HEAD_CONV_DEPTH", "MINI_MASK_SHAPE", "WEIGHT_DECAY",
+    "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
+)
+
+COCO_CLASS_NAMES = [
+    'BG', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus',
+    'train', 'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
+    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
+    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
+    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
+    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
+    'hair drier', 'toothbrush']
+
+HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
+def parse_overrides(pairs):
+    overrides = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise CliError("--set takes KEY=VALUE, got {!r}".format(pair))
+        key, value = pair.split("=", 1)
+        key = key.strip().upper()
+        if key not in OVERRIDABLE:
+            raise CliError("--set: {} cannot be set from the command line; "
+                           "settable: {}".format(key, ", ".join(OVERRIDABLE)))
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
+def make_config(name, num_classes, overrides, inference=False):
+    """A Config subclass instance with the given values."""
+    from mrcnn.config import Config
+    attrs = {"NAME": name, "NUM_CLASSES": int(num_classes)}
+    attrs.update(overrides)
+    for key in ("RPN_ANCHOR_SCALES", "MINI_MASK_SHAPE"):
+        if key in attrs:
+            attrs[key] = tuple(attrs[key])
+    if inference:
+        attrs.update(GPU_COUNT=1, IMAGES_PER_GPU=1)
+    return type("CliConfig", (Config,), attrs)()
+
+
+def write_run_config(log_dir, name, class_names, overrides):
+    os.makedirs(log_dir, exist_ok=True)
+    with open(os.path.join(log_dir, RUN_CONFIG), "w") as f:
+        json.dump({"name": name, "class_names": list(class_names),
+                   "overrides": overrides}, f, indent=2)
+
+
+def read_run_config(weights_path):
+    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)),
+                        RUN_CONFIG)
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    return None
+
+
+def find_last_checkpoint(logs, name):
+    """Newest checkpoint of runs named `name` under `logs`."""
+    from mrcnn.config import Config
+    from mrcnn.model import MaskRCNN
+    probe = MaskRCNN.__new__(MaskRCNN)
+    probe.model_dir = logs
+    probe.config = type("Probe", (Config,), {"NAME": name})()
+    try:
+        return MaskRCNN.find_last(probe)
+    except FileNotFoundError:
+        raise CliError("no checkpoint of {!r} under {}; train first or pass "
+                       "--weights PATH".format(name, logs))
+
+
+def resolve_weights(weights, logs, name):
+    """Maps coco|imagenet|last|none|PATH to (kind, path)."""
+    from mrcnn import utils, weights as weights_io
+    if weights is None or weights.lower() == "none":
+        return "none", None
+    if weights.lower() == "last":
+        return "last", find_last_checkpoint(logs, name)
+    if weights.lower() == "coco":
+        path = os.path.join(logs, "mask_rcnn_coco.h5")
+        if not os.path.exists(path):
+            utils.download_trained_weights(path)
+        return "coco", path
+    if weights.lower() == "imagenet":
+        return "imagenet", weights_io.get_imagenet_weights()
+    if not os.path.exists(weights):
+        raise CliError("weights file not found: {}".format(weights))
+    return "path", weights
+
+
+def load_dataset(path, fmt, subset=None):
+    from mrcnn import datasets
+    try:
+        return datasets.load_dataset(path, format=fmt, subset=subset)
+    except FileNotFoundError as e:
+        raise CliError(str(e))
+
+
+def cmd_train(args):
+    from mrcnn import model as modellib
+    overrides = parse_overrides(args.set)
+    train_set = load_dataset(args.dataset, args.format, args.train_subset)
+    val_set = None
+    if args.val_dataset or args.val_subset:
+        val_set = load_dataset(args.val_dataset or args.dataset, args.format,
+                               args.val_subset)
+    if args.steps:
+        overrides["STEPS_PER_EPOCH"] = args.steps
+    if val_set is None:
+        overrides.setdefault("VALIDATION_STEPS", 0)
+    config = make_config(args.name, train_set.num_classes, overrides)
+    kind, path = resolve_weights(args.weights, args.logs, args.name)
+    model = modellib.MaskRCNN(mode="training", config=config,
+                              model_dir=args.logs)
+    if kind in ("coco", "path") and path:
+        model.load_weights(path, by_name=True, exclude=HEAD_LAYERS
+                           if kind == "coco" or args.exclude_heads else None)
+    elif kind == "imagenet":
+        model.load_weights(path, by_name=True)
+    elif kind == "last":
+        model.load_weights(path, by_name=True)
+    write_run_config(model.log_dir, args.name, train_set.class_names,
+                     overrides)
+    augmentation = None
+    if args.augment:
+        from mrcnn._imgaug_compat import import_imgaug
+        iaa = import_imgaug().augmenters
+        augmentation = iaa.SomeOf((0, 2), [
+            iaa.Fliplr(0.5), iaa.Flipud(0.5),
+            iaa.OneOf([iaa.Affine(rotate=90), iaa.Affine(rotate=180),
+                       iaa.Affine(rotate=270)]),
+            iaa.Multiply((0.8, 1.5)), iaa.GaussianBlur(sigma=(0.0, 5.0))])
+    model.train(train_set, val_set,
+                learning_rate=args.lr or config.LEARNING_RATE,
+                epochs=args.epochs, layers=args.layers,
+                augmentation=augmentation)
+    print(json.dumps({"checkpoint": model.find_last(), "epochs": model.epoch}))
+    return 0
+
+
+def inference_model(args):
+    """Builds the inference model for --weights, with its class names."""
+    from mrcnn import model as modellib
+    kind, path = resolve_weights(args.weights, args.logs, args.name)
+    if kind == "none":
+        raise CliError("detect/evaluate need --weights")
+    run = read_run_config(path) if path else None
+    overrides = parse_overrides(args.set)
+    if run:
+        class_names = run["class_names"]
+        overrides = dict(run["overrides"], **overrides)
+        name = run["name"]
+    elif kind == "coco":
+        class_names, name = COCO_CLASS_NAMES, "coco"
+    elif args.class_names:
+        class_names = ["BG"] + args.class_names.split(",")
+        name = args.name
+    else:
+        raise CliError("no {} beside {}: pass --class-names a,b,c".format(
+            RUN_CONFIG, path))
+    for key in ("STEPS_PER_EPOCH", "VALIDATION_STEPS"):
+        overrides.pop(key, None)
+    if args.min_confidence is not None:
+        overrides["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
+    config = make_config(name, len(class_names), overrides, inference=True)
+    model = modellib.MaskRCNN(mode="inference", config=config,
+                              model_dir=args.logs)
+    model.load_weights(path, by_name=True)
+    return model, class_names
+
+
+def cmd_detect(args):
+    import numpy as np
+    import skimage.io
+    from mrcnn import visualize
+    from pycocotools import mask as mask_utils
+    model, class_names = inference_model(args)
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for image_id, image_path in enumerate(args.images):
+        try:
+            image = skimage.io.imread(image_path)
+        except Exception as e:
+            raise CliError("cannot read image {}: {}".format(image_path, e))
+        if image.ndim == 2:
+            image = np.stack([image] * 3, axis=-1)
+        image = image[..., :3]
+        r = model.detect([image])[0]
+        stem = os.path.splitext(os.path.basename(image_path))[0]
+        png = os.path.join(args.out, stem + "_detections.png")
+        visualize.save_instances(png, image, r["rois"], r["masks"],
+                                 r["class_ids"], class_names, r["scores"])
+        for i in range(len(r["class_ids"])):
+            y1, x1, y2, x2 = [int(v) for v in r["rois"][i]]
+            rle = mask_utils.encode(np.asfortranarray(
+                r["masks"][..., i].astype(np.uint8)))
+            rle["counts"] = rle["counts"].decode("ascii")
+            results.append({
+                "image_id": image_id, "file_name": image_path,
+                "category_id": int(r["class_ids"][i]),
+                "category_name": class_names[int(r["class_ids"][i])],
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(r["scores"][i]), "segmentation": rle})
+        print("{}: {} instances -> {}".format(image_path, len(r["class_ids"]),
+                                              png))
+    json_path = os.path.join(args.out, "detections.json")
+    with open(json_path, "w") as f:
+        json.dump(results, f)
+    print(json.dumps({"images": len(args.images), "detections": len(results),
+                      "results": json_path}))
+    return 0
+
+
+def cmd_evaluate(args):
+    from mrcnn import evaluate
+    model, _ = inference_model(args)
+    dataset = load_dataset(args.dataset, args.format, args.subset)
+    metrics = evaluate.evaluate_model(model, dataset, limit=args.limit,
+                                      verbose=True)
+    print(json.dumps(_jsonable(metrics)))
+    return 0
+
+
+def _jsonable(value):
+    import numpy as np
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return value
+
+
+def cmd_check_dataset(args):
+    from mrcnn.datasets import check
+    problems = check.check_path(args.path, format=args.format)
+    errors = [p for p in problems if p.severity == "error"]
+    for p in problems:
+        print("{}: {}: {}".format(p.severity.upper(), p.file, p.message))
+    print("{} error(s), {} warning(s) in {}".format(
+        len(errors), len(problems) - len(errors), args.path))
+    return 1 if errors else 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formats = ["coco", "via", "labelme", "masks"]
+
+    def common(p):
+        p.add_argument("--logs", default="logs",
+                       help="directory of runs and checkpoints (default logs)")
+        p.add_argument("--name", default="custom",
+                       help="run name, used for checkpoint names")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a Config value (JSON), repeatable")
+
+    p = sub.add_parser("train", help="train on a dataset")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--format", choices=formats)
+    p.add_argument("--train-subset", default=None,
+                   help="e.g. train (VIA: <dataset>/train/via_region_data.json)")
+    p.add_argument("--val-dataset", default=None)
+    p.add_argument("--val-subset", default=None)
+    p.add_argument("--weights", default="coco",
+                   help="coco, imagenet, last, none or a path")
+    p.add_argument("--exclude-heads", action="store_true",
+                   help="skip the class-specific heads of a weights path")
+    p.add_argument("--layers", default="heads",
+                   help="heads, 3+, 4+, 5+, all or a regex")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--augment", action="store_true",
+                   help="flips, rotations, brightness and blur (imgaug)")
+    common(p)
+    p.set_defaults(func=cmd_train)
+
+    for name, func, help_ in (("detect", cmd_detect, "detect objects"),
+                              ("evaluate", cmd_evaluate, "COCO metrics")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--weights", required=True,
+                       help="coco, last or a checkpoint path")
+        p.add_argument("--class-names", default=None,
+                       help="comma-separated names when the weights have no "
+                            + RUN_CONFIG)
+        p.add_argument("--min-confidence", type=float, default=None)
+        common(p)
+        if name == "detect":
+            p.add_argument("images", nargs="+")
+            p.add_argument("--out", default="detections")
+        else:
+            p.add_argument("--dataset", required=True)
+            p.add_argument("--format", choices=formats)
+            p.add_argument("--subset", default=None)
+            p.add_argument("--limit", type=int, default=None)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("check-dataset",
+                       help="list every problem found in a dataset")
+    p.add_argument("path")
+    p.add_argument("--format", choices=formats)
+    p.set_defaults(func=cmd_check_dataset)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as e:
+        print("mrcnn {}: error: {}".format(args.command, e), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
