@@ -15,6 +15,7 @@ from mrcnn.box_ops import (apply_box_deltas_graph, clip_boxes_graph,
                            parse_image_meta_graph)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(keras.layers.Layer):
     """Turns classified, refined ROIs into the final detections.
 

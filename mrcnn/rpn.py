@@ -81,6 +81,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth,
 #  Proposal Layer
 ############################################################
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class ProposalLayer(keras.layers.Layer):
     """Turns anchor scores and deltas into region proposals.
 
@@ -126,15 +127,14 @@ class ProposalLayer(keras.layers.Layer):
         rpn_probs, rpn_bbox, anchors = [tf.cast(t, tf.float32)
                                         for t in inputs]
         scores = rpn_probs[:, :, 1]  # foreground probability
-        deltas = rpn_bbox * np.reshape(
-            np.array(self.rpn_bbox_std_dev, np.float32), [1, 1, 4])
 
         # Keep the best anchors only: NMS over all of them is too slow.
         limit = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
         top = tf.math.top_k(scores, limit, sorted=True, name="top_anchors")
         ix = top.indices
         scores = top.values
-        deltas = tf.gather(deltas, ix, batch_dims=1)
+        deltas = tf.gather(rpn_bbox, ix, batch_dims=1) * np.array(
+            self.rpn_bbox_std_dev, np.float32)
         pre_nms_anchors = tf.gather(anchors, ix, batch_dims=1)
 
         boxes = apply_box_deltas_graph(pre_nms_anchors, deltas)

@@ -28,7 +28,6 @@ import warnings
 
 import numpy as np
 import scipy.ndimage
-import skimage.color
 import skimage.io
 import skimage.transform
 import skimage.util
@@ -349,7 +348,11 @@ class Dataset(object):
             raise FileNotFoundError(
                 "Image file not found: {} ({})".format(path, where))
         try:
-            image = skimage.io.imread(path)
+            with warnings.catch_warnings():
+                # imageio probing its plugins on an unknown file warns about
+                # deprecated ones; the error below says what went wrong.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                image = skimage.io.imread(path)
         except Exception as error:
             raise ValueError("Cannot read image file {} ({}): {}"
                              .format(path, where, error)) from error
@@ -600,7 +603,8 @@ def expand_mask(bbox, mini_mask, image_shape):
         y1, x1, y2, x2 = (int(v) for v in bbox[i][:4])
         if y2 <= y1 or x2 <= x1:
             continue
-        full = resize(mini_mask[:, :, i].astype(np.float32), (y2 - y1, x2 - x1))
+        full = resize(mini_mask[:, :, i].astype(np.float32),
+                      (y2 - y1, x2 - x1))
         mask[y1:y2, x1:x2, i] = np.around(full).astype(bool)
     return mask
 

@@ -1,9 +1,11 @@
 """DetectionLayer against a numpy re-statement of matterport's
-refine_detections_graph, written here."""
+refine_detections_graph, written here (on top of mrcnn.utils'
+apply_box_deltas and non_max_suppression)."""
 import keras
 import numpy as np
 import pytest
 
+from mrcnn import utils
 from mrcnn.detection import DetectionLayer
 
 NUM_CLASSES = 4
@@ -16,37 +18,10 @@ WINDOW = (16, 0, 112, 96)  # pixels: the image without its padding
 #  numpy reference
 ############################################################
 
-def np_apply_deltas(boxes, deltas):
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
-    cy = boxes[:, 0] + 0.5 * h + deltas[:, 0] * h
-    cx = boxes[:, 1] + 0.5 * w + deltas[:, 1] * w
-    h = h * np.exp(deltas[:, 2])
-    w = w * np.exp(deltas[:, 3])
-    return np.stack([cy - 0.5 * h, cx - 0.5 * w,
-                     cy + 0.5 * h, cx + 0.5 * w], axis=1)
-
-
-def np_iou(box, boxes):
-    y1 = np.maximum(box[0], boxes[:, 0])
-    x1 = np.maximum(box[1], boxes[:, 1])
-    y2 = np.minimum(box[2], boxes[:, 2])
-    x2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.maximum(y2 - y1, 0) * np.maximum(x2 - x1, 0)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0)
-
-
 def np_greedy_nms(boxes, scores, threshold, max_out):
-    keep = []
-    for i in np.argsort(-scores, kind="stable"):
-        if len(keep) == max_out:
-            break
-        if not keep or np.all(np_iou(boxes[i], boxes[keep]) <= threshold):
-            keep.append(i)
-    return np.array(keep, np.int64)
+    """Greedy NMS capped at max_out: the first max_out of the uncapped
+    result, since greedy NMS picks boxes best score first."""
+    return utils.non_max_suppression(boxes, scores, threshold)[:max_out]
 
 
 def normalized_window():
@@ -65,7 +40,8 @@ def np_refine_detections(rois, probs, deltas, max_instances,
     n = len(rois)
     class_ids = probs.argmax(1)
     scores = probs[np.arange(n), class_ids]
-    boxes = np_apply_deltas(rois, deltas[np.arange(n), class_ids] * STD_DEV)
+    boxes = utils.apply_box_deltas(
+        rois, deltas[np.arange(n), class_ids] * STD_DEV)
     wy1, wx1, wy2, wx2 = normalized_window()
     boxes = np.stack([np.clip(boxes[:, 0], wy1, wy2),
                       np.clip(boxes[:, 1], wx1, wx2),
@@ -216,3 +192,12 @@ def test_detection_layer_in_functional_model():
                                 min_confidence=0.6, nms_threshold=0.3)
     assert min(counts) > 0
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_detectionlayer_deserializes_without_custom_objects():
+    # Registered with Keras, so saved models load without custom_objects.
+    layer = DetectionLayer(max_instances=7)
+    clone = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer))
+    assert type(clone) is DetectionLayer
+    assert clone.get_config() == layer.get_config()

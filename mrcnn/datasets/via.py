@@ -95,6 +95,36 @@ def region_class(region, class_attribute, default_class):
     return str(value).strip()
 
 
+# The numbers each shape needs (theta, VIA 2's ellipse rotation, optional).
+SHAPE_VALUES = {
+    "polygon": ("all_points_x", "all_points_y"),
+    "polyline": ("all_points_x", "all_points_y"),
+    "rect": ("x", "y", "width", "height"),
+    "circle": ("cx", "cy", "r"),
+    "ellipse": ("cx", "cy", "rx", "ry"),
+}
+
+
+def validate_shape(shape_attributes):
+    """ValueError when a shape is unknown, lacks values, or has NaN/text
+    where numbers belong; cheap (draws nothing)."""
+    name = shape_attributes.get("name")
+    if name not in SHAPE_VALUES:
+        raise ValueError("unknown shape {!r}; expected one of {}".format(
+            name, ", ".join(SHAPES)))
+    values = _values(shape_attributes, SHAPE_VALUES[name])
+    for key, value in zip(SHAPE_VALUES[name], values):
+        mask_tools.finite_coordinates(value, key)
+    if "theta" in shape_attributes:
+        mask_tools.finite_coordinates(shape_attributes["theta"], "theta")
+    if name in ("polygon", "polyline") and \
+            len(shape_attributes["all_points_x"]) \
+            != len(shape_attributes["all_points_y"]):
+        raise ValueError("polygon has {} x but {} y coordinates".format(
+            len(shape_attributes["all_points_x"]),
+            len(shape_attributes["all_points_y"])))
+
+
 def shape_mask(shape_attributes, image_shape):
     """Bool mask [height, width] of one VIA shape; None for point shapes."""
     name = shape_attributes.get("name")
@@ -197,10 +227,10 @@ class ViaDataset(utils.Dataset):
             shape = region.get("shape_attributes") or {}
             if shape.get("name") in SKIPPED_SHAPES:
                 continue
-            if shape.get("name") not in SHAPES:
-                raise ValueError("{}: unknown shape {!r}; expected one of {}"
-                                 .format(where, shape.get("name"),
-                                         ", ".join(SHAPES)))
+            try:
+                validate_shape(shape)
+            except ValueError as error:
+                raise ValueError("{}: {}".format(where, error)) from None
             shapes.append(shape)
             names.append(name)
         return {"filename": filename, "path": path, "height": height,
