@@ -3,7 +3,9 @@
 imgaug reads ``np.sctypes`` when it is imported and uses the ``np.complex``
 alias in two parameters; numpy 2 removed both. Importing this module puts
 them back, only where they are missing, so it does nothing on numpy 1.
-Import it before ``import imgaug``, or call :func:`import_imgaug`.
+Import it before ``import imgaug``, or call :func:`import_imgaug`, which
+also lets ``ElasticTransformation`` run on OpenCV 5 (see
+:func:`_patch_elastic_transformation`).
 """
 
 import numpy as np
@@ -28,6 +30,28 @@ def _restore_numpy_aliases():
 _restore_numpy_aliases()
 
 
+def _patch_elastic_transformation():
+    """Gives ElasticTransformation float32 shift maps.
+
+    imgaug adds float64 shifts to float32 coordinates and hands the float64
+    maps to cv2.convertMaps, which OpenCV 5 rejects (it wants CV_32FC1).
+    """
+    from imgaug.augmenters import geometric
+    cls = geometric.ElasticTransformation
+    if getattr(cls, "_mrcnn_float32_maps", False):
+        return
+    original = cls._map_coordinates.__func__
+
+    def _map_coordinates(klass, image, dx, dy, order=1, cval=0,
+                         mode="constant"):
+        return original(klass, image, np.asarray(dx, dtype=np.float32),
+                        np.asarray(dy, dtype=np.float32), order=order,
+                        cval=cval, mode=mode)
+
+    cls._map_coordinates = classmethod(_map_coordinates)
+    cls._mrcnn_float32_maps = True
+
+
 def import_imgaug():
     """Returns the ``imgaug`` module, importable on numpy 2.
 
@@ -35,9 +59,11 @@ def import_imgaug():
     """
     try:
         import imgaug
+        import imgaug.augmenters  # noqa: F401  (loads the patched module)
     except ImportError as error:
         raise ImportError(
             "imgaug is needed for augmentation; install it without its "
             "dependencies: pip install --no-deps -r requirements-imgaug.txt "
             "({})".format(error)) from error
+    _patch_elastic_transformation()
     return imgaug

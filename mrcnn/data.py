@@ -180,7 +180,7 @@ def _is_mask_augmenter(augmenter):
 
 def _mask_hook(images, augmenter, parents, default):
     """imgaug activator: only mask-safe augmenters run on the masks."""
-    return _is_mask_augmenter(augmenter)
+    return False
 
 
 def augment_image_and_masks(augmentation, image, mask, description="image"):
@@ -468,6 +468,33 @@ def _match_anchors_dense(anchors, gt_boxes, crowd_boxes):
     return labels
 
 
+def _find_best_anchors(index, boxes, bounds, done, best, found):
+    """Completes the search for each box's best anchors (IoU may be < 0.3).
+
+    A box's best anchor may lie in a group not looked at yet. Groups are
+    visited per box in decreasing order of their IoU bound until no unseen
+    group can reach (or tie) the best IoU found.
+    bounds, done: [groups, boxes]; done is updated. best: [boxes], updated.
+    found: [positions, box, iou] pairs so far.
+    Returns the pairs with the new ones appended.
+    """
+    found = [found]
+    while True:
+        remaining = np.where(done, -1.0, bounds)
+        top_group = np.argmax(remaining, axis=0)
+        top_bound = remaining[top_group, np.arange(len(boxes))]
+        needy = np.flatnonzero(top_bound >= best - _IOU_SLACK)
+        if len(needy) == 0:
+            break
+        wanted = np.zeros_like(done)
+        wanted[top_group[needy], needy] = True
+        done |= wanted
+        positions, box, iou = index.overlaps(boxes, wanted)
+        np.maximum.at(best, box, iou)
+        found.append([positions, box, iou])
+    return [np.concatenate(parts) for parts in zip(*found)]
+
+
 def _match_anchors(index, anchors, gt_boxes, crowd_boxes):
     """RPN anchor labels before subsampling, as matterport defines them.
 
@@ -490,20 +517,15 @@ def _match_anchors(index, anchors, gt_boxes, crowd_boxes):
     if not len(gt_boxes):
         return labels
 
-    # Pass 1: the groups that can reach the negative threshold.
+    # The groups that can reach the negative threshold decide the negatives
+    # and positives by threshold.
     bounds = index.iou_bounds(gt_boxes)
-    first = bounds >= RPN_NEGATIVE_IOU - _IOU_SLACK
-    positions, box, iou = index.overlaps(gt_boxes, first)
+    done = bounds >= RPN_NEGATIVE_IOU - _IOU_SLACK
+    positions, box, iou = index.overlaps(gt_boxes, done)
     best = np.zeros([len(gt_boxes)])
     np.maximum.at(best, box, iou)
-    # Pass 2: a box whose best IoU is below 0.3 may have its best anchor in
-    # a group skipped above; look at every group that could beat it.
-    second = ~first & (bounds >= best[None, :] - _IOU_SLACK)
-    if second.any():
-        more = index.overlaps(gt_boxes, second)
-        positions, box, iou = (np.concatenate([a, b]) for a, b in
-                               zip((positions, box, iou), more))
-        np.maximum.at(best, more[1], more[2])
+    positions, box, iou = _find_best_anchors(index, gt_boxes, bounds, done,
+                                             best, [positions, box, iou])
 
     labels[index.order[positions[iou >= RPN_NEGATIVE_IOU]]] = 0
     positive = (iou >= RPN_POSITIVE_IOU) | (iou == best[box])

@@ -102,7 +102,7 @@ class PyramidROIAlign(keras.layers.Layer):
             positions.append(ix)
         crops = tf.concat(crops, axis=0)
         # Each flat position occurs exactly once: sorting restores box order.
-        pass
+        crops = tf.gather(crops, tf.argsort(tf.concat(positions, axis=0)))
         output_shape = tf.concat(
             [tf.shape(boxes)[:2], tf.shape(crops)[1:]], axis=0)
         return tf.reshape(crops, output_shape)

@@ -43,7 +43,7 @@ class MaskRCNNTrainingModel(keras.Model):
     def __init__(self, inputs, outputs, loss_weights=None, weight_decay=0.0,
                  name="mask_rcnn", **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
-        self.loss_weights = dict(loss_weights or {n: 1.0 for n in LOSS_NAMES})
+        self.mrcnn_loss_weights = dict(loss_weights or {n: 1.0 for n in LOSS_NAMES})
         self.weight_decay = float(weight_decay)
         self.loss_trackers = {n: keras.metrics.Mean(name=n)
                               for n in ("loss",) + LOSS_NAMES}
@@ -55,13 +55,12 @@ class MaskRCNNTrainingModel(keras.Model):
         return list(self.loss_trackers.values())
 
     def _unpack(self, data):
-        if isinstance(data, (tuple, list)) and len(data) == 1:
-            return data[0]
-        if isinstance(data, tuple) and len(data) == 2 and not data[1]:
-            return data[0]
-        return data
+        # The feed yields a dict of named inputs (x only); fit/evaluate may
+        # wrap it as (x,), (x, None) or (x, None, None).
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return x
 
-    def _losses(self, inputs, training):
+    def _named_losses(self, inputs, training):
         outputs = self(inputs, training=training)
         named = {}
         for name, value in zip(LOSS_NAMES, outputs[-len(LOSS_NAMES):]):
@@ -78,8 +77,8 @@ class MaskRCNNTrainingModel(keras.Model):
             return tf.constant(0.0)
         return self.weight_decay * tf.add_n(terms)
 
-    def _total(self, named):
-        weighted = [named[n] * self.loss_weights.get(n, 1.0) for n in LOSS_NAMES]
+    def _weighted_total(self, named):
+        weighted = [named[n] * self.mrcnn_loss_weights.get(n, 1.0) for n in LOSS_NAMES]
         return tf.add_n(weighted) + self._weight_decay_loss()
 
     def _update_trackers(self, named, total):
@@ -93,8 +92,8 @@ class MaskRCNNTrainingModel(keras.Model):
         inputs = self._unpack(data)
         variables = self.trainable_variables
         with tf.GradientTape() as tape:
-            named = self._losses(inputs, training=True)
-            total = self._total(named)
+            named = self._named_losses(inputs, training=True)
+            total = self._weighted_total(named)
             scaled = self.optimizer.scale_loss(total)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
@@ -102,8 +101,8 @@ class MaskRCNNTrainingModel(keras.Model):
 
     def test_step(self, data):
         inputs = self._unpack(data)
-        named = self._losses(inputs, training=False)
-        return self._update_trackers(named, self._total(named))
+        named = self._named_losses(inputs, training=False)
+        return self._update_trackers(named, self._weighted_total(named))
 
 
 class CheckpointCallback(keras.callbacks.Callback):

@@ -241,13 +241,20 @@ def _model_units(model, parents=()):
             yield parents, layer
 
 
-def _flat_index(layers, index=None):
-    """name -> _FileLayer over the whole file tree (outer layers first)."""
+def _flat_index(layers, whole_layers, index=None):
+    """name -> _FileLayer over the whole file tree (outer layers first).
+
+    The parts of a file layer named like a plain layer of the model
+    (whole_layers) are not indexed: that layer is loaded whole. This keeps
+    a Keras 2 TimeDistributed group whose weights carry an inner layer's
+    name ("mrcnn_mask/conv2d_3/kernel:0") from being split apart.
+    """
     index = {} if index is None else index
     for name, layer in layers.items():
         index.setdefault(name, layer)
-    for layer in layers.values():
-        _flat_index(layer.children, index)
+    for name, layer in layers.items():
+        if name not in whole_layers:
+            _flat_index(layer.children, whole_layers, index)
     return index
 
 
@@ -274,7 +281,9 @@ def _match(keras_model, file_layers, exclude):
     Returns (pairs [(layer, file_layer)], skipped, missing, mismatches)
     where mismatches are (layer name, file shapes, model shapes).
     """
-    flat_index = _flat_index(file_layers)
+    whole_layers = {layer.name for layer in keras_model.layers
+                    if not _is_sub_model(layer)}
+    flat_index = _flat_index(file_layers, whole_layers)
     pairs, skipped, missing, mismatches = [], [], [], []
     for parents, layer in _model_units(keras_model):
         if layer.name in exclude or any(p in exclude for p in parents):
@@ -294,14 +303,16 @@ def _match(keras_model, file_layers, exclude):
     return pairs, skipped, missing, mismatches
 
 
-def _unused(file_layers, pairs):
-    """Top-level file layers none of whose parts a model layer took."""
+def _unused(file_layers, pairs, exclude):
+    """Top-level file layers none of whose parts a model layer took (the
+    excluded ones aside)."""
     used = {id(file_layer) for _, file_layer in pairs}
 
     def is_used(layer):
         return id(layer) in used or any(
             is_used(child) for child in layer.children.values())
-    return [name for name, layer in file_layers.items() if not is_used(layer)]
+    return [name for name, layer in file_layers.items()
+            if not is_used(layer) and name not in exclude]
 
 
 def _mismatch_error(filepath, mismatches):
@@ -325,8 +336,7 @@ def _mismatch_error(filepath, mismatches):
 
 
 def _format_shapes(shapes):
-    return "[{}]".format(", ".join(
-        "(" + ", ".join(str(d) for d in s) + ")" for s in shapes))
+    return "[{}]".format(", ".join(str(tuple(s)) for s in shapes))
 
 
 def _assign(pairs):
@@ -389,8 +399,8 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None):
     exclude: layer names to leave untouched (a sub-model name excludes all
         its layers). Implies by_name=True, as in matterport.
     Returns: a LoadReport, also logged at INFO.
-    Raises ValueError (naming the file) for unreadable files and for weight
-    shape mismatches, before any weight is changed.
+    Raises ValueError naming the file for unreadable files, and for weight
+    shape mismatches (found before any weight is changed).
     """
     filepath = os.fspath(filepath)
     exclude = set(exclude or [])
@@ -452,9 +462,10 @@ def _load_from_h5(keras_model, h5file, filepath, by_name, exclude):
             "layers it has.".format(filepath, len(missing),
                                     _short_list(missing)))
     _assign(pairs)
-    return LoadReport(filepath, file_format, [layer.name for layer, _ in pairs],
-                      sorted(skipped), missing, _unused(file_layers, pairs),
-                      mapping)
+    loaded = [layer.name for layer, _ in pairs]
+    unused = _unused(file_layers, pairs, exclude)
+    return LoadReport(filepath, file_format, loaded, sorted(skipped), missing,
+                      unused, mapping)
 
 
 def _keras_load(keras_model, filepath):

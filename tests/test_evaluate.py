@@ -424,3 +424,78 @@ def test_evaluation_callback_rejects_mismatched_layers():
         callback.on_epoch_end(0, {})
     with pytest.raises(TypeError):
         evaluate.EvaluationCallback(42, dataset)
+
+
+############################################################
+#  Real loaders
+############################################################
+
+def test_coco_loader_scores_like_its_annotation_file(tmp_path):
+    """dataset_to_coco of a CocoDataset evaluates exactly like the json."""
+    import json
+
+    from mrcnn.datasets import CocoDataset
+
+    square = [[4, 4, 24, 4, 24, 24, 4, 24]]
+    crowd = mask_utils.encode(np.asfortranarray(
+        rect_mask((48, 48), 30, 30, 46, 46).astype(np.uint8)))
+    crowd["counts"] = crowd["counts"].decode("ascii")
+    gt = {
+        "images": [{"id": 42, "width": 48, "height": 48, "file_name": "a"},
+                   {"id": 7, "width": 48, "height": 48, "file_name": "b"}],
+        "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 42, "category_id": 5, "iscrowd": 0,
+             "segmentation": square, "area": 400, "bbox": [4, 4, 20, 20]},
+            {"id": 2, "image_id": 42, "category_id": 9, "iscrowd": 1,
+             "segmentation": crowd, "area": 256, "bbox": [30, 30, 16, 16]},
+            {"id": 3, "image_id": 7, "category_id": 9, "iscrowd": 0,
+             "segmentation": [[2, 2, 14, 2, 14, 40, 2, 40]], "area": 456,
+             "bbox": [2, 2, 12, 38]}]}
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(gt))
+    dataset = CocoDataset()
+    dataset.load_coco(str(path), image_dir=str(tmp_path))
+    dataset.prepare()
+
+    # Image 42: the cat shifted; a dog inside the crowd. Image 7: nothing.
+    cat, dog = (dataset.map_source_class_id("coco.5"),
+                dataset.map_source_class_id("coco.9"))
+    detections = {
+        42: {"rois": np.array([[6, 4, 26, 24], [32, 32, 40, 40]]),
+             "class_ids": np.array([cat, dog]),
+             "scores": np.array([0.8, 0.9]),
+             "masks": np.stack([rect_mask((48, 48), 6, 4, 26, 24),
+                                rect_mask((48, 48), 32, 32, 40, 40)], -1)},
+        7: {"rois": np.zeros((0, 4)), "class_ids": np.zeros((0,), int),
+            "scores": np.zeros((0,)), "masks": np.zeros((48, 48, 0), bool)}}
+    ids = list(dataset.image_ids)
+    results = evaluate.to_coco_results(
+        dataset, ids, [detections[dataset.image_info[i]["id"]] for i in ids])
+
+    ours = evaluate.coco_evaluate(evaluate.dataset_to_coco(dataset), results,
+                                  "segm")
+    official = evaluate.coco_evaluate(COCO(str(path)), results, "segm")
+    for name in evaluate.COCO_STAT_NAMES:
+        assert ours[name] == pytest.approx(official[name]), name
+    assert ours["per_class"] == pytest.approx(official["per_class"])
+    assert ours["per_class"]["dog"] == 0.0  # the crowd dog is not found
+    assert 0 < ours["per_class"]["cat"] < 1
+
+
+def test_balloon_ground_truth_round_trip(balloon_path):
+    from mrcnn.datasets import load_dataset
+
+    dataset = load_dataset(str(balloon_path), subset="val")
+    ids = list(dataset.image_ids[:2])
+    coco_gt = evaluate.dataset_to_coco(dataset, ids)
+    instances = sum(dataset.load_mask(i)[0].any(axis=(0, 1)).sum()
+                    for i in ids)
+    assert len(coco_gt.dataset["annotations"]) == instances > 0
+    detections = [perfect_detection(*dataset.load_mask(i)) for i in ids]
+    results = evaluate.to_coco_results(dataset, ids, detections)
+    for iou_type in ("bbox", "segm"):
+        metrics = evaluate.coco_evaluate(coco_gt, results, iou_type)
+        assert metrics["AP"] == pytest.approx(1.0)
+        assert metrics["per_class"] == {
+            dataset.class_names[1]: pytest.approx(1.0)}

@@ -98,7 +98,7 @@ def _locate_file(path, format):  # noqa: A002
     return found, path, {}
 
 
-def _locate_folder(path, format):  # noqa: A002
+def _locate_folder(path, format, hint=True):  # noqa: A002
     if format in (None, "masks") and detect_masks_layout(path):
         return "masks", path, {}
     by_format = _classify_json_files(path)
@@ -114,8 +114,27 @@ def _locate_folder(path, format):  # noqa: A002
     raise ValueError(
         "{}: cannot tell the dataset format{}: expected a COCO or VIA json, "
         "LabelMe json files, <id>/images/ + <id>/masks/ folders, or "
-        "images/ + labels/ folders".format(
-            path, " ({} requested)".format(format) if format else ""))
+        "images/ + labels/ folders{}".format(
+            path, " ({} requested)".format(format) if format else "",
+            _subset_hint(path, format) if hint else ""))
+
+
+def _subset_hint(path, format):  # noqa: A002
+    """A hint naming sub-folders that are datasets (e.g. train/, val/)."""
+    subsets = []
+    for name in sorted(os.listdir(path)):
+        folder = os.path.join(path, name)
+        if not os.path.isdir(folder) or name.startswith("."):
+            continue
+        try:
+            _locate_folder(folder, format, hint=False)
+            subsets.append(name)
+        except (OSError, ValueError):
+            pass
+    if not subsets:
+        return ""
+    return "; its sub-folders {} are datasets: pass one as the subset"\
+        .format(", ".join(subsets))
 
 
 def _classify_json_files(folder):
@@ -132,6 +151,10 @@ def _classify_json_files(folder):
             # (the check names the file); elsewhere, guess from the name.
             found = "via" if name.startswith("via") else "broken"
         by_format.setdefault(found, []).append(full)
+        if found == "labelme":
+            # One per image, possibly thousands with embedded pixels: the
+            # first one decides instead of reading them all twice.
+            return {"labelme": [full]}
     if "broken" in by_format and not (set(by_format) - {"broken"}):
         raise ValueError("{}: cannot read {}".format(
             folder, ", ".join(by_format["broken"])))

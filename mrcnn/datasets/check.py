@@ -33,11 +33,12 @@ WARNING = "warning"
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One problem: severity ("error" | "warning"), where (image file or
-    annotation file, or an image reference), and what is wrong."""
+    """One problem: severity ("error" | "warning"), file (the image file or
+    annotation file, or an image reference where there is no file), and
+    message (what is wrong)."""
 
     severity: str
-    where: str
+    file: str
     message: str
 
     def __post_init__(self):
@@ -50,7 +51,7 @@ class Problem:
         return self.severity == ERROR
 
     def __str__(self):
-        return "{}: {}: {}".format(self.severity, self.where, self.message)
+        return "{}: {}: {}".format(self.severity, self.file, self.message)
 
 
 def has_errors(problems):
@@ -196,7 +197,7 @@ def _check_instances(dataset, mask, class_ids, report):
         report(ERROR, "class ids have dtype {}; expected integers".format(
             class_ids.dtype))
         return
-    pixels = mask.reshape(-1, mask.shape[2]).astype(bool).sum(axis=0)
+    pixels = mask.astype(bool).sum(axis=(0, 1))
     for index, (class_id, count) in enumerate(zip(class_ids, pixels)):
         # Negative ids mark crowd regions (COCO), so the range is on |id|.
         if class_id == 0 or abs(int(class_id)) >= dataset.num_classes:
@@ -224,7 +225,7 @@ def check_annotation_file(path, format=None, **options):  # noqa: A002
     try:
         data = mask_tools.read_json(path)
     except (OSError, ValueError) as error:
-        return [Problem(ERROR, path, str(error))]
+        return [Problem(ERROR, os.path.normpath(path), str(error))]
     format = format or json_format(data)
     checkers = {"coco": _check_coco_json, "via": _check_via_json,
                 "labelme": _check_labelme_json}
@@ -272,26 +273,28 @@ class _Collector:
 def _check_points(report, xs, ys, height, width, what):
     """Report NaN/unreadable (error) and out-of-image (warning) points.
 
-    Returns False when the coordinates are unusable. Points at x = width or
-    y = height sit on the border and are fine.
+    Returns (xs, ys) as float arrays, or None when they are unusable.
+    Points at x = width or y = height sit on the border and are fine.
+    (VIA and LabelMe shapes are validated first, so only COCO polygons
+    reach the error branches.)
     """
     try:
         xs = mask_tools.finite_coordinates(xs, "x coordinates")
         ys = mask_tools.finite_coordinates(ys, "y coordinates")
     except ValueError as error:
         report(ERROR, "{}: {}".format(what, error))
-        return False
+        return None
     if len(xs) != len(ys):
         report(ERROR, "{}: {} x but {} y coordinates".format(what, len(xs),
                                                              len(ys)))
-        return False
+        return None
     if (xs < 0).any() or (ys < 0).any():
         report(WARNING, "{}: negative coordinates (clipped to the image)"
                .format(what))
     if height is not None and ((xs > width).any() or (ys > height).any()):
         report(WARNING, "{}: points beyond the {}x{} image (clipped)".format(
             what, width, height))
-    return True
+    return xs, ys
 
 
 def _image_size_or_report(path, report):
@@ -310,7 +313,7 @@ def _image_size_or_report(path, report):
 def _check_coco_json(data, json_path, image_dir=None):
     out = _Collector(json_path)
     if image_dir is None:
-        image_dir = coco_format._default_image_dir(json_path)
+        image_dir = coco_format.default_image_dir(json_path)
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key, []), list):
             out.add(ERROR, json_path, "'{}' must be a list".format(key))
@@ -352,9 +355,11 @@ def _coco_images(data, image_dir, out):
             out.add(ERROR, path, "{}: image id {} appears twice".format(
                 out.json_path, record["id"]))
             continue
-        height, width = _image_size_or_report(
-            path, lambda s, m, p=path: out.add(s, p, "{}: {}".format(
-                out.json_path, m)))
+
+        def report(severity, message, path=path):
+            out.add(severity, path, "{}: {}".format(out.json_path, message))
+
+        height, width = _image_size_or_report(path, report)
         size = (record.get("height"), record.get("width"))
         if height is not None and None not in size \
                 and (height, width) != tuple(size):
@@ -402,7 +407,7 @@ def _check_coco_polygons(polygons, height, width, report):
                    .format(what))
             continue
         if _check_points(report, polygon[0::2], polygon[1::2], height, width,
-                         what):
+                         what) is not None:
             if len(polygon) < 6:
                 report(WARNING, "{}: fewer than 3 points (no area; dropped)"
                        .format(what))
@@ -442,6 +447,8 @@ def _check_via_json(data, json_path, class_attribute=None, class_names=None,
         out.add(ERROR, json_path, str(error))
         return out.problems
     image_dir = os.path.dirname(json_path)
+    default_class = via_format.single_class_name(class_attribute, class_names,
+                                                 default_class)
     seen = {}
     for entry in entries:
         path = os.path.normpath(os.path.join(image_dir, entry["filename"]))
@@ -476,34 +483,29 @@ def _check_via_region(region, index, image_shape, report, class_attribute,
         report(WARNING, "{}: {} shape has no area (skipped)".format(what,
                                                                    kind))
         return
-    if kind not in via_format.SHAPES:
-        report(ERROR, "{}: unknown shape {!r}; expected one of {}".format(
-            what, kind, ", ".join(via_format.SHAPES)))
+    try:
+        via_format.validate_shape(shape)  # what the loader rejects
+    except ValueError as error:
+        report(ERROR, "{}: {}".format(what, error))
         return
     height, width = image_shape
-    xs, ys = _via_points(shape)
-    if not _check_points(report, xs, ys, height, width, what):
-        return
+    points = _check_points(report, *_via_points(shape), height, width, what)
     if kind in ("polygon", "polyline"):
-        _check_polygon_area(xs, ys, image_shape, what, report)
+        _check_polygon_area(*points, image_shape, what, report)
     elif height is not None:
         _check_rasterises(via_format.shape_mask, shape, image_shape, what,
                           report)
 
 
 def _via_points(shape):
-    """(xs, ys) that define a VIA shape, for NaN and bounds checks."""
+    """(xs, ys) that define a valid VIA shape, for the bounds check."""
     kind = shape.get("name")
     if kind in ("polygon", "polyline"):
-        return shape.get("all_points_x", []), shape.get("all_points_y", [])
+        return shape["all_points_x"], shape["all_points_y"]
     if kind == "rect":
-        x, y = shape.get("x"), shape.get("y")
-        w, h = shape.get("width"), shape.get("height")
-        try:
-            return [x, x + w], [y, y + h]
-        except TypeError:
-            return [x, w], [y, h]  # let the NaN/number check report it
-    return [shape.get("cx")], [shape.get("cy")]
+        x, y, w, h = (float(shape[k]) for k in ("x", "y", "width", "height"))
+        return [x, x + w], [y, y + h]
+    return [shape["cx"]], [shape["cy"]]
 
 
 def _check_class_name(name, class_names, class_attribute, what, report):
@@ -587,8 +589,10 @@ def _labelme_image_size(data, image_path, report):
 
 def _check_labelme_shape(shape, index, image_shape, class_names, report):
     what = "shape {}".format(index)
-    if not isinstance(shape, dict) or not shape.get("label"):
-        report(ERROR, "{}: no label".format(what))
+    try:
+        labelme_format.validate_shape(shape)  # what the loader rejects
+    except ValueError as error:
+        report(ERROR, "{}: {}".format(what, error))
         return
     label = shape["label"]
     if label not in labelme_format.IGNORED_LABELS:
@@ -597,20 +601,13 @@ def _check_labelme_shape(shape, index, image_shape, class_names, report):
     if kind in labelme_format.SKIPPED_SHAPES:
         report(WARNING, "{}: {} has no area (skipped)".format(what, kind))
         return
-    if kind not in labelme_format.AREA_SHAPES:
-        report(ERROR, "{}: unknown shape_type {!r}".format(what, kind))
-        return
-    points = shape.get("points") or []
-    try:
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-    except (TypeError, IndexError, KeyError):
-        report(ERROR, "{}: points must be [[x, y], ...]".format(what))
-        return
+    points = np.reshape(np.asarray(shape["points"], dtype=np.float64),
+                        (-1, 2))
     height, width = image_shape
-    if not _check_points(report, xs, ys, height, width, what):
-        return
+    _check_points(report, points[:, 0], points[:, 1], height, width, what)
     if kind == "polygon":
-        _check_polygon_area(xs, ys, image_shape, what, report)
+        _check_polygon_area(points[:, 0], points[:, 1], image_shape, what,
+                            report)
     elif height is not None:
         _check_rasterises(labelme_format.shape_mask, shape, image_shape,
                           what, report)
@@ -637,8 +634,8 @@ def check_path(path, format=None, subset=None, **options):  # noqa: A002
     except (OSError, ValueError) as error:
         return [Problem(ERROR, os.fspath(path), str(error))]
     problems = _check_annotations(format, target, load_options, options)
-    broken_files = {p.where for p in problems if p.is_error
-                    and p.where.lower().endswith(".json")}
+    broken_files = {p.file for p in problems if p.is_error
+                    and p.file.lower().endswith(".json")}
     if broken_files & _annotation_files(format, target):
         return problems  # the loader would stop at the same point
     with warnings.catch_warnings():
@@ -650,9 +647,9 @@ def check_path(path, format=None, subset=None, **options):  # noqa: A002
             return problems + [Problem(ERROR, os.fspath(target),
                                        "cannot load the dataset: {}".format(
                                            error))]
-    reported = {p.where for p in problems if p.is_error}
+    reported = {p.file for p in problems if p.is_error}
     return problems + [p for p in check_dataset(dataset)
-                       if p.where not in reported]
+                       if p.file not in reported]
 
 
 def _annotation_files(format, target):  # noqa: A002

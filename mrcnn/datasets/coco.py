@@ -69,8 +69,11 @@ def ann_to_rle(annotation, height, width):
 
 def ann_to_mask(annotation, height, width):
     """Bool mask [h, w] of an annotation; an RLE keeps its own size."""
-    return mask_utils.decode(ann_to_rle(annotation, height, width)) \
-        .astype(bool)
+    rle = ann_to_rle(annotation, height, width)
+    with warnings.catch_warnings():
+        # pycocotools' decode trips numpy 2's __array__(copy=) deprecation.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 class CocoDataset(utils.Dataset):
@@ -109,7 +112,7 @@ class CocoDataset(utils.Dataset):
                 annotation_json, image_dir, year, auto_download)
             skip_empty = skip_empty or class_ids is not None
         elif image_dir is None:
-            image_dir = _default_image_dir(annotation_json)
+            image_dir = default_image_dir(annotation_json)
         coco = coco_from_json(annotation_json)
         self.coco = coco
 
@@ -120,7 +123,7 @@ class CocoDataset(utils.Dataset):
             raise ValueError("{}: no categories with ids {}".format(
                 annotation_json, unknown))
         for class_id in class_ids:
-            self.add_class("coco", class_id, coco.loadCats(class_id)[0]["name"])
+            self.add_class("coco", class_id, coco.cats[class_id]["name"])
 
         for image_id in sorted(coco.getImgIds()):
             self._add_coco_image(coco, image_id, os.fspath(image_dir),
@@ -217,7 +220,7 @@ def _looks_like_year(value):
         and str(value).isdigit() and len(str(value)) == 4
 
 
-def _default_image_dir(annotation_json):
+def default_image_dir(annotation_json):
     """The json's folder, or its images/ sub-folder if that exists."""
     folder = os.path.dirname(os.path.abspath(annotation_json))
     images = os.path.join(folder, "images")

@@ -149,8 +149,8 @@ def decode_image_data(image_data, where):
         with Image.open(io.BytesIO(base64.b64decode(image_data))) as image:
             return np.array(image.convert("RGB"))
     except Exception as error:  # noqa: BLE001
-        raise ValueError("{}: cannot decode imageData: {}".format(where, error))\
-            from error
+        raise ValueError("{}: cannot decode imageData: {}".format(
+            where, error)) from error
 
 
 class LabelMeDataset(utils.Dataset):

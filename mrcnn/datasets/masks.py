@@ -7,15 +7,20 @@ never raises. Coordinates are pixels, x to the right and y down, with pixel
 ``(row, col)`` centred on ``(y, x) = (row, col)``.
 
 The second half is :class:`MasksDataset`, for a folder of images whose
-annotations are already mask images, in one of two layouts::
+annotations are already mask images, in one of two layouts.
 
-    instances layout (Kaggle 2018 nuclei):     label layout:
-      DIR/<id>/images/<id>.png                   DIR/images/<name>.jpg
-      DIR/<id>/masks/*.png      (one per           DIR/labels/<name>.png
-                                 instance)          (0 = background, each other
-      DIR/<id>/masks/<class>/*.png                   value one instance)
-                                (classes from      DIR/labels/<name>.json
-                                 sub-folders)        (optional: {"value": "class"})
+"instances" (the Kaggle 2018 nuclei layout), one PNG per instance::
+
+    DIR/<id>/images/<id>.png
+    DIR/<id>/masks/*.png            (one class: default_class)
+    DIR/<id>/masks/<class>/*.png    (the sub-folder names the class)
+
+"label", one label image per image::
+
+    DIR/images/<name>.jpg
+    DIR/labels/<name>.png    (0 = background, each other value one instance)
+    DIR/labels/<name>.json   (optional: {"<value>": "<class>", ...}; without
+                              it every instance is default_class)
 """
 
 import json
@@ -69,7 +74,7 @@ def read_image_size(path):
 def read_json(path):
     """Parsed json; ValueError naming the file and position when broken."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # BOM from Windows tools
             return json.load(f)
     except json.JSONDecodeError as error:
         raise ValueError("{}: broken json at line {} column {}: {}".format(
@@ -84,9 +89,14 @@ def finite_coordinates(values, name):
     """``values`` as a float64 1-D array; ValueError if any is NaN/inf/text."""
     try:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
+        items = np.asarray(values, dtype=object).reshape(-1)
     except (TypeError, ValueError) as error:
         raise ValueError("{} are not numbers: {!r}".format(name, values)) \
             from error
+    if any(isinstance(v, (str, bytes)) for v in items):
+        # numpy would quietly parse "12"; annotation tools write numbers.
+        raise ValueError("{} are text, not numbers: {!r}".format(name,
+                                                                 values))
     if not np.all(np.isfinite(array)):
         raise ValueError("{} contain NaN or infinite values: {}"
                          .format(name, values))
@@ -299,11 +309,14 @@ class MasksDataset(utils.Dataset):
         else:
             raise ValueError("layout must be 'auto', 'instances' or 'label', "
                              "not {!r}".format(layout))
-        self._add_samples(samples, class_names, layout, source, directory)
+        self._add_samples(samples, class_names, layout, source, directory,
+                          default_class)
 
-    def _add_samples(self, samples, class_names, layout, source, directory):
+    def _add_samples(self, samples, class_names, layout, source, directory,
+                     default_class):
         found = sorted({name for s in samples for name in s["class_names"]})
-        names = list(class_names) if class_names is not None else found
+        names = list(class_names) if class_names is not None \
+            else found or [default_class]  # no mask at all: still one class
         class_ids = add_classes(self, source, names)
         warn_skipped_classes(set(found) - set(names), directory)
         for sample in samples:

@@ -129,9 +129,9 @@ def shape_mask(shape_attributes, image_shape):
     """Bool mask [height, width] of one VIA shape; None for point shapes."""
     name = shape_attributes.get("name")
     if name in ("polygon", "polyline"):
-        return mask_tools.polygon_mask(shape_attributes.get("all_points_x", []),
-                                       shape_attributes.get("all_points_y", []),
-                                       image_shape)
+        return mask_tools.polygon_mask(
+            shape_attributes.get("all_points_x", []),
+            shape_attributes.get("all_points_y", []), image_shape)
     if name == "rect":
         return mask_tools.rectangle_mask(
             *_values(shape_attributes, ("x", "y", "width", "height")),
@@ -148,6 +148,15 @@ def shape_mask(shape_attributes, image_shape):
         return None
     raise ValueError("unknown shape {!r}; expected one of {}".format(
         name, ", ".join(SHAPES)))
+
+
+def single_class_name(class_attribute, class_names, default_class):
+    """The class of regions that name none: with no class_attribute and one
+    class name, that name (``class_names=["balloon"]`` just works)."""
+    if class_attribute is None and class_names is not None \
+            and len(class_names) == 1:
+        return class_names[0]
+    return default_class
 
 
 def _values(attributes, keys):
@@ -170,7 +179,8 @@ class ViaDataset(utils.Dataset):
             the images), e.g. ``balloon`` with subset="train" reads
             ``balloon/train/via_region_data.json``.
         class_attribute: region attribute holding the class name; None
-            gives every region ``default_class``.
+            gives every region one class: ``default_class``, or the name
+            in ``class_names`` when it holds exactly one.
         class_names: the classes in id order (1..K); regions of other
             classes are skipped with a warning. Default: the sorted names
             found.
@@ -180,6 +190,8 @@ class ViaDataset(utils.Dataset):
             instead of raising FileNotFoundError.
         """
         json_path, image_dir = _resolve_paths(dataset_dir_or_json, subset)
+        default_class = single_class_name(class_attribute, class_names,
+                                          default_class)
         entries = via_entries(mask_tools.read_json(json_path), json_path)
         images = []
         for entry in entries:
@@ -189,6 +201,8 @@ class ViaDataset(utils.Dataset):
             if image is not None:
                 images.append(image)
         found = sorted({name for image in images for name in image["names"]})
+        if class_attribute is None:
+            found = [default_class]  # even with no region at all
         names = list(class_names) if class_names is not None else found
         class_ids = mask_tools.add_classes(self, source, names)
         mask_tools.warn_skipped_classes(set(found) - set(names), json_path)
