@@ -180,7 +180,7 @@ def _is_mask_augmenter(augmenter):
 
 def _mask_hook(images, augmenter, parents, default):
     """imgaug activator: only mask-safe augmenters run on the masks."""
-    return False
+    return _is_mask_augmenter(augmenter)
 
 
 def augment_image_and_masks(augmentation, image, mask, description="image"):
@@ -196,8 +196,8 @@ def augment_image_and_masks(augmentation, image, mask, description="image"):
     det = augmentation.to_deterministic()
     new_image = det.augment_image(image)
     # imgaug has no bool support, hence the uint8 round trip.
-    new_mask = det.augment_image(mask.astype(np.uint8),
-                                 hooks=imgaug.HooksImages(activator=_mask_hook))
+    hooks = imgaug.HooksImages(activator=_mask_hook)
+    new_mask = det.augment_image(mask.astype(np.uint8), hooks=hooks)
     if new_image.shape != image.shape or new_mask.shape != mask.shape:
         raise ValueError(
             "Augmentation changed the size of {} from {} to {} (masks {} to "
@@ -237,7 +237,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         min_scale=config.IMAGE_MIN_SCALE,
         max_dim=config.IMAGE_MAX_DIM,
         mode=config.IMAGE_RESIZE_MODE)
-    mask = utils.resize_mask(mask, scale, padding, crop)
+    if scale != 1 or crop is not None or np.any(padding):
+        mask = utils.resize_mask(mask, scale, padding, crop)
 
     if augment:
         logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
@@ -249,12 +250,14 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         image, mask = augment_image_and_masks(
             augmentation, image, mask, describe_image(dataset, image_id))
 
-    # Instances cropped away (by resizing or augmentation) have empty masks.
-    present = np.any(mask, axis=(0, 1))
+    bbox = utils.extract_bboxes(mask)
+    # Instances cropped away (by resizing or augmentation) have empty masks,
+    # hence empty boxes.
+    present = bbox[:, 2] > bbox[:, 0]
     if not np.all(present):
         mask = mask[:, :, present]
         class_ids = class_ids[present]
-    bbox = utils.extract_bboxes(mask)
+        bbox = bbox[present]
 
     # Different datasets have different classes; mark the ones of the
     # image's source as active.
@@ -1061,7 +1064,7 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         self._order = self._epoch_order(self.epoch)
 
     def image_ids_of_batch(self, idx):
-        """Image ids used by the last build of batch idx (None if not built)."""
+        """Image ids of the last build of batch idx (None if not built)."""
         return self._batch_image_ids.get(idx)
 
     def _augmenter_for(self, image_id, rng):
@@ -1092,8 +1095,9 @@ class MaskRCNNDataset(keras.utils.PyDataset):
                 self._warned.add(image_id)
                 logger.warning("Skipping %s: it has no instances",
                                describe_image(self.dataset, image_id))
-        raise ValueError("MaskRCNNDataset: none of the {} images of the "
-                         "dataset has instances to train on".format(len(order)))
+        raise ValueError(
+            "MaskRCNNDataset: none of the {} images of the dataset has "
+            "instances to train on".format(len(order)))
 
     def __getitem__(self, idx):
         if idx < 0:

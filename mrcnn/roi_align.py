@@ -70,8 +70,8 @@ class PyramidROIAlign(keras.layers.Layer):
             pool_shape = (pool_shape, pool_shape)
         self.pool_shape = tuple(int(size) for size in pool_shape)
         if len(self.pool_shape) != 2 or min(self.pool_shape) < 1:
-            raise ValueError("PyramidROIAlign: pool_shape must be two positive "
-                             "ints, got {!r}".format(pool_shape))
+            raise ValueError("PyramidROIAlign: pool_shape must be two "
+                             "positive ints, got {!r}".format(pool_shape))
         # Data-dependent shapes (tf.where per level): keep it out of XLA.
         self.supports_jit = False
 
@@ -79,8 +79,8 @@ class PyramidROIAlign(keras.layers.Layer):
         boxes, image_meta, feature_maps = inputs[0], inputs[1], inputs[2:]
         if len(feature_maps) != len(PYRAMID_LEVELS):
             raise ValueError(
-                "PyramidROIAlign: expected [boxes, image_meta, P2, P3, P4, P5],"
-                " got {} feature maps".format(len(feature_maps)))
+                "PyramidROIAlign: expected [boxes, image_meta, P2, P3, P4, "
+                "P5], got {} feature maps".format(len(feature_maps)))
         # The boxes are proposals or detections: they are not trained through
         # the crop (as in matterport).
         boxes = tf.stop_gradient(tf.cast(boxes, tf.float32))

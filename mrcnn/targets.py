@@ -8,7 +8,8 @@ class, box refinement and mask the heads should predict for them.
 import keras
 import tensorflow as tf
 
-from mrcnn.box_ops import box_refinement_graph, overlaps_graph, trim_zeros_graph
+from mrcnn.box_ops import (box_refinement_graph, overlaps_graph,
+                           trim_zeros_graph)
 
 # IoU with a ground truth box from which a proposal is positive.
 POSITIVE_IOU = 0.5
@@ -193,11 +194,13 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.use_mini_mask = bool(use_mini_mask)
         self.bbox_std_dev = tuple(float(v) for v in bbox_std_dev)
         if self.train_rois_per_image < 1:
-            raise ValueError("DetectionTargetLayer: train_rois_per_image must "
-                             "be positive, got {}".format(train_rois_per_image))
+            raise ValueError(
+                "DetectionTargetLayer: train_rois_per_image must be positive, "
+                "got {}".format(train_rois_per_image))
         if not 0 < self.roi_positive_ratio <= 1:
-            raise ValueError("DetectionTargetLayer: roi_positive_ratio must be "
-                             "in (0, 1], got {}".format(roi_positive_ratio))
+            raise ValueError(
+                "DetectionTargetLayer: roi_positive_ratio must be in (0, 1], "
+                "got {}".format(roi_positive_ratio))
         if len(self.mask_shape) != 2 or len(self.bbox_std_dev) != 4:
             raise ValueError(
                 "DetectionTargetLayer: mask_shape needs 2 values and "

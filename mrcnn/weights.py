@@ -209,16 +209,23 @@ def applications_resnet_name(name):
     return "{}{}{}_branch{}".format(prefix, stage, letter, branch)
 
 
-def _map_applications_names(layers):
-    """Renames keras.applications ResNet layers, if the file has them.
+def _map_applications_names(layers, model_names):
+    """Renames keras.applications ResNet layers to ours, when the file has
+    them and the model has our names instead (a model built on
+    keras.applications itself keeps the file's names).
 
     Returns (layers, mapping description or None).
     """
-    if not any(applications_resnet_name(name) for name in layers):
+    def wanted(name):
+        new_name = applications_resnet_name(name)
+        return (new_name is not None and name not in model_names
+                and new_name in model_names)
+
+    if not any(wanted(name) for name in layers):
         return layers, None
     renamed = {}
     for name, layer in layers.items():
-        new_name = applications_resnet_name(name) or name
+        new_name = applications_resnet_name(name) if wanted(name) else name
         renamed[new_name] = dataclasses.replace(layer, name=new_name)
     return renamed, "keras.applications ResNet"
 
@@ -369,7 +376,7 @@ def _open_h5(filepath):
             "Download or copy it again.".format(filepath, error)) from error
 
 
-def _read_layers(h5file, filepath):
+def _read_layers(h5file, filepath, model_names):
     """Returns (format, {name: _FileLayer}, name mapping or None)."""
     file_format, group = _detect_format(h5file)
     if file_format is None:
@@ -381,7 +388,7 @@ def _read_layers(h5file, filepath):
         layers = _legacy_layers(group)
     else:
         layers = _keras3_layers(group, filepath)
-    layers, mapping = _map_applications_names(layers)
+    layers, mapping = _map_applications_names(layers, model_names)
     return file_format, layers, mapping
 
 
@@ -442,8 +449,10 @@ def _load_from_h5(keras_model, h5file, filepath, by_name, exclude):
     """
     file_format, _ = _detect_format(h5file)
     keras_loader = file_format == KERAS3_FORMAT and not by_name
+    model_names = {layer.name for _, layer in _model_units(keras_model)}
     try:
-        file_format, file_layers, mapping = _read_layers(h5file, filepath)
+        file_format, file_layers, mapping = _read_layers(h5file, filepath,
+                                                         model_names)
     except _UnnamedLayersError:
         if keras_loader:
             return None

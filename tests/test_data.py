@@ -132,7 +132,7 @@ def test_compute_backbone_shapes():
         data.compute_backbone_shapes(custom, (64, 64, 3))[0], [32, 32])
 
 
-# ---------------------------------------------------------------- load_image_gt
+# ------------------------------------------------------------ load_image_gt
 
 def test_load_image_gt_padding_only_is_exact():
     # 48x64 image: scale 1, 8 rows of padding at the top in square mode.
@@ -677,5 +677,7 @@ def test_load_image_gt_on_balloon(balloon_path):
         dataset, config, 0, use_mini_mask=True)
     window = data.parse_image_meta(meta)["window"]
     assert image.shape == (256, 256, 3) and len(class_ids) > 0
-    assert np.all(bbox[:, :2] >= window[:2]) and np.all(bbox[:, 2:] <= window[2:])
-    assert mask.shape == (14, 14, len(class_ids)) and mask.any(axis=(0, 1)).all()
+    assert np.all(bbox[:, :2] >= window[:2])
+    assert np.all(bbox[:, 2:] <= window[2:])
+    assert mask.shape == (14, 14, len(class_ids))
+    assert mask.any(axis=(0, 1)).all()

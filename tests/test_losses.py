@@ -32,7 +32,7 @@ def test_smooth_l1_hand_values():
     np.testing.assert_allclose(result.numpy(), [0.125, 1.5, 0.5, 0.0])
 
 
-# --- RPN class loss ----------------------------------------------------------
+# --- RPN class loss ----------------------------------------------------
 
 def test_rpn_class_loss_hand_value():
     # Equal logits: every used anchor costs log(2); neutral anchors (huge
@@ -57,7 +57,7 @@ def test_rpn_class_loss_numpy_reference():
         pytest.approx(expected, rel=1e-5)
 
 
-# --- RPN bbox loss -----------------------------------------------------------
+# --- RPN bbox loss -----------------------------------------------------
 
 def rpn_bbox_case(rng):
     """Batch of 2: positives at anchors 1, 3, 4 and 2; 6 target rows."""
@@ -105,7 +105,7 @@ def test_rpn_bbox_loss_hand_value():
     assert loss == pytest.approx(2.125 / 4)
 
 
-# --- MRCNN class loss ----------------------------------------------------------
+# --- MRCNN class loss --------------------------------------------------
 
 def test_mrcnn_class_loss_uses_each_images_active_classes():
     # 3 classes. Image 0's dataset has classes {0, 1}, image 1's {0, 2}.
@@ -138,7 +138,7 @@ def test_mrcnn_class_loss_numpy_reference():
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
-# --- MRCNN bbox and mask losses -------------------------------------------------
+# --- MRCNN bbox and mask losses ----------------------------------------
 
 def test_mrcnn_bbox_loss_hand_value():
     # ROI 1 is class 2: only its class-2 deltas count, diff (0.5, 0, 2, 0).
@@ -191,7 +191,7 @@ def test_mrcnn_mask_loss_hand_value():
     assert loss == pytest.approx(np.log(2.0), rel=1e-6)
 
 
-# --- Shared properties -----------------------------------------------------------
+# --- Shared properties -------------------------------------------------
 
 def loss_cases(rng, with_positives=True):
     """(function, inputs, index of the prediction input) for every loss."""

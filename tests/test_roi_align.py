@@ -44,7 +44,7 @@ def sample_positions(start, end, count, size):
 
 
 def numpy_crop_and_resize(image, box, crop_shape):
-    """Bilinear crop of box (normalized y1, x1, y2, x2) from image [H, W, C]."""
+    """Bilinear crop of box (normalized y1, x1, y2, x2) of image [H, W, C]."""
     ys = sample_positions(box[0], box[2], crop_shape[0], image.shape[0])
     xs = sample_positions(box[1], box[3], crop_shape[1], image.shape[1])
     return np.array([[bilinear_sample(image, y, x) for x in xs] for y in ys])

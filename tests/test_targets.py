@@ -176,7 +176,7 @@ def run_layer(layer, proposals, class_ids, boxes, masks):
 
 
 def test_reference_labels_of_the_hand_made_image():
-    # Guards the fixture itself: the numpy labelling sees what the comments say.
+    # Guards the fixture: the numpy labelling sees what the comments say.
     positives, negatives = labels(PROPOSALS, GT_CLASS_IDS, GT_BOXES)
     assert positives == {0: 0, 1: 0, 2: 0, 3: 1, 4: 1}
     assert negatives == {5, 6, 7}
@@ -192,7 +192,8 @@ def test_targets_match_numpy_reference(use_mini_mask):
                                  use_mini_mask)
     outputs = run_layer(layer, np.stack([PROPOSALS] * batch),
                         np.stack([GT_CLASS_IDS] * batch),
-                        np.stack([GT_BOXES] * batch), np.stack([masks] * batch))
+                        np.stack([GT_BOXES] * batch),
+                        np.stack([masks] * batch))
     for b in range(batch):
         # 5 positives capped at 4, then int(4 / 0.5) - 4 = 4 negatives wanted
         # but only 3 exist, then 1 padding row.

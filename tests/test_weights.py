@@ -370,6 +370,19 @@ def test_applications_resnet50_weights(applications_resnet50, our_resnet50,
         sum(int(np.prod(w.shape)) for w in source.weights)
 
 
+def test_applications_names_kept_for_an_applications_model(
+        applications_resnet50, tmp_path):
+    """A model built on keras.applications keeps the file's names."""
+    model = applications_resnet50
+    expected = weights_by_layer(model)
+    path = tmp_path / "own.weights.h5"
+    save_weights(model, path)
+    randomize(model, seed=13)
+    report = load_weights(model, path, by_name=True)
+    assert report.name_mapping is None and report.missing == []
+    assert_layers_equal(weights_by_layer(model), expected, expected)
+
+
 def test_fchollet_names_load_without_mapping(our_resnet50, tmp_path):
     """The v0.2 ImageNet file uses matterport's names already."""
     expected = weights_by_layer(our_resnet50)
