@@ -133,22 +133,41 @@ def resolve_weights(weights, logs, name):
     return "path", weights
 
 
-def load_dataset(path, fmt, subset=None):
+def loader_options(args):
+    """Loader keyword arguments from --class-attribute, --classes and
+    --default-class (only those given)."""
+    options = {}
+    if getattr(args, "class_attribute", None):
+        options["class_attribute"] = args.class_attribute
+    if getattr(args, "classes", None):
+        options["class_names"] = [c.strip() for c in args.classes.split(",")]
+    if getattr(args, "default_class", None):
+        options["default_class"] = args.default_class
+    return options
+
+
+def load_dataset(path, fmt, subset=None, options=None):
     from mrcnn import datasets
     try:
-        return datasets.load_dataset(path, format=fmt, subset=subset)
-    except FileNotFoundError as e:
+        return datasets.load_dataset(path, format=fmt, subset=subset,
+                                     **(options or {}))
+    except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
+    except TypeError as e:  # an option this format's loader doesn't take
+        raise CliError("{} (option not supported by this dataset format)"
+                       .format(e))
 
 
 def cmd_train(args):
     from mrcnn import model as modellib
     overrides = parse_overrides(args.set)
-    train_set = load_dataset(args.dataset, args.format, args.train_subset)
+    options = loader_options(args)
+    train_set = load_dataset(args.dataset, args.format, args.train_subset,
+                             options)
     val_set = None
     if args.val_dataset or args.val_subset:
         val_set = load_dataset(args.val_dataset or args.dataset, args.format,
-                               args.val_subset)
+                               args.val_subset, options)
     if args.steps:
         overrides["STEPS_PER_EPOCH"] = args.steps
     if val_set is None:
@@ -259,7 +278,8 @@ def cmd_detect(args):
 def cmd_evaluate(args):
     from mrcnn import evaluate
     model, _ = inference_model(args)
-    dataset = load_dataset(args.dataset, args.format, args.subset)
+    dataset = load_dataset(args.dataset, args.format, args.subset,
+                           loader_options(args))
     metrics = evaluate.evaluate_model(model, dataset, limit=args.limit,
                                       verbose=True)
     print(json.dumps(_jsonable(metrics)))
@@ -279,7 +299,11 @@ def _jsonable(value):
 
 def cmd_check_dataset(args):
     from mrcnn.datasets import check
-    problems = check.check_path(args.path, format=args.format)
+    try:
+        problems = check.check_path(args.path, format=args.format,
+                                    subset=args.subset, **loader_options(args))
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e))
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print("{}: {}: {}".format(p.severity.upper(), p.file, p.message))
@@ -293,6 +317,14 @@ def build_parser():
         prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
     sub = parser.add_subparsers(dest="command", required=True)
     formats = ["coco", "via", "labelme", "masks"]
+
+    def loader_args(p):
+        p.add_argument("--class-attribute", default=None,
+                       help="VIA: region attribute holding the class name")
+        p.add_argument("--classes", default=None,
+                       help="comma-separated class names to use (in order)")
+        p.add_argument("--default-class", default=None,
+                       help="class name when annotations carry none")
 
     def common(p):
         p.add_argument("--logs", default="logs",
@@ -320,6 +352,7 @@ def build_parser():
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--augment", action="store_true",
                    help="flips, rotations, brightness and blur (imgaug)")
+    loader_args(p)
     common(p)
     p.set_defaults(func=cmd_train)
 
@@ -341,12 +374,15 @@ def build_parser():
             p.add_argument("--format", choices=formats)
             p.add_argument("--subset", default=None)
             p.add_argument("--limit", type=int, default=None)
+            loader_args(p)
         p.set_defaults(func=func)
 
     p = sub.add_parser("check-dataset",
                        help="list every problem found in a dataset")
     p.add_argument("path")
     p.add_argument("--format", choices=formats)
+    p.add_argument("--subset", default=None)
+    loader_args(p)
     p.set_defaults(func=cmd_check_dataset)
     return parser
 

@@ -1042,9 +1042,10 @@ class MaskRCNNDataset(keras.utils.PyDataset):
                              "you call dataset.prepare()?)")
         self.seed = (int(np.random.randint(0, 2 ** 31 - 1)) if seed is None
                      else int(seed))
-        self.epoch = 0
         self.anchors, self._index = _training_anchors(config)
-        self._order = self._epoch_order(self.epoch)
+        # (epoch, image order), replaced as a whole so a worker thread never
+        # mixes the epoch number of one with the order of another.
+        self._epoch_state = (0, self._epoch_order(0))
         self._warned = set()
         self._batch_image_ids = {}
 
@@ -1059,9 +1060,14 @@ class MaskRCNNDataset(keras.utils.PyDataset):
             return int(self.steps)
         return int(math.ceil(len(self.image_ids) / self.config.BATCH_SIZE))
 
+    @property
+    def epoch(self):
+        """Number of on_epoch_end() calls so far."""
+        return self._epoch_state[0]
+
     def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self._epoch_order(self.epoch)
+        epoch = self.epoch + 1
+        self._epoch_state = (epoch, self._epoch_order(epoch))
 
     def image_ids_of_batch(self, idx):
         """Image ids of the last build of batch idx (None if not built)."""
@@ -1105,12 +1111,12 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         if not 0 <= idx < len(self):
             raise IndexError("batch {} out of range for {} batches".format(
                 idx, len(self)))
-        order = self._order
+        epoch, order = self._epoch_state
         batch_size = self.config.BATCH_SIZE
         position = idx * batch_size
         samples, image_ids = [], []
         for slot in range(batch_size):
-            rng = np.random.default_rng([self.seed, self.epoch, idx, slot])
+            rng = np.random.default_rng([self.seed, epoch, idx, slot])
             position, image_id, sample = self._next_sample(order, position,
                                                            rng)
             position += 1  # the next slot starts after the image used

@@ -251,7 +251,10 @@ class MaskRCNN(object):
             steps_per_epoch=self.config.STEPS_PER_EPOCH,
             validation_data=val_feed,
             validation_steps=self.config.VALIDATION_STEPS if val_feed else None,
-            callbacks=callbacks, verbose=1)
+            callbacks=callbacks, verbose=1,
+            # The feed shuffles its images itself; keeping Keras from
+            # reordering batches lets errors name the batch's image ids.
+            shuffle=False)
         finished = history.epoch[-1] + 1 if history.epoch else self.epoch
         if stop_on_nan.error is not None:
             raise stop_on_nan.error

@@ -3,16 +3,15 @@
 Same public API as matterport's ``mrcnn.visualize``. Two differences make it
 usable both inline in Jupyter and on a headless machine:
 
-* Every display function returns the matplotlib ``Figure`` it drew on and
-  accepts a ``save_path=None`` keyword that writes the figure as a PNG.
-* ``plt.show()`` is called only when the function created the figure itself
-  *and* the backend is interactive (a GUI or Jupyter's inline backend). On a
-  non-interactive backend such as Agg the figure is closed from pyplot
-  instead (it can still be saved from the returned object), so scripts and
-  tests do not pile up open figures.
-
-In a notebook, end the call with ``;`` (or assign the result) so that the
-returned figure is not displayed a second time as the cell's output.
+* Every display function accepts a ``save_path=None`` keyword that writes
+  the figure as a PNG.
+* When the function created the figure itself and the backend is
+  interactive (a GUI or Jupyter's inline backend), it calls ``plt.show()``
+  and returns None, as the original did (so a notebook shows the figure
+  once). On a non-interactive backend such as Agg it closes the figure from
+  pyplot and returns the ``Figure``, which can still be saved, so scripts
+  and tests do not pile up open figures. Drawn on the caller's ``ax``, it
+  returns the caller's figure and leaves it open.
 
 Importing this module does not import TensorFlow.
 """
@@ -54,7 +53,8 @@ def _figure_and_axes(ax, figsize):
 
 
 def _finish(fig, created, save_path):
-    """Saves the figure if asked, shows or releases it, and returns it.
+    """Saves the figure if asked, then shows it (returns None) or releases
+    it from pyplot (returns it).
 
     Only a figure this module created is shown/closed: one drawn on the
     caller's axes belongs to the caller.
@@ -64,8 +64,8 @@ def _finish(fig, created, save_path):
     if created:
         if _is_interactive_backend():
             plt.show()
-        else:
-            plt.close(fig)
+            return None
+        plt.close(fig)
     return fig
 
 

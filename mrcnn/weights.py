@@ -71,11 +71,12 @@ class LoadReport:
     def __str__(self):
         mapping = (" (names mapped from {})".format(self.name_mapping)
                    if self.name_mapping else "")
-        return ("Loaded weights of {} layers from {} [{}]{}; skipped (exclude):"
-                " {}; missing from the file: {}; unused in the file: {}".format(
-                    len(self.loaded), self.filepath, self.file_format, mapping,
-                    _short_list(self.skipped), _short_list(self.missing),
-                    _short_list(self.unused)))
+        text = ("Loaded weights of {} layers from {} [{}]{}; skipped "
+                "(exclude): {}; missing from the file: {}; unused in the "
+                "file: {}")
+        return text.format(len(self.loaded), self.filepath, self.file_format,
+                           mapping, _short_list(self.skipped),
+                           _short_list(self.missing), _short_list(self.unused))
 
 
 def _short_list(names, limit=12):

@@ -132,7 +132,8 @@ def bn_model(train_bn):
 
 def test_frozen_batchnorm_ignores_training_flag():
     model, layer = bn_model(train_bn=False)
-    x = np.random.default_rng(1).normal(5.0, 2.0, size=(8, 3)).astype("float32")
+    x = np.random.default_rng(1).normal(5.0, 2.0, size=(8, 3))
+    x = x.astype("float32")
     before = [w.numpy().copy() for w in layer.weights]
     out = model(x, training=True).numpy()
     # Moving mean 0 and variance 1: inference mode scales by 1/sqrt(1+eps).
@@ -145,7 +146,8 @@ def test_frozen_batchnorm_ignores_training_flag():
 @pytest.mark.parametrize("train_bn", [True, None])
 def test_trainable_batchnorm_follows_training_flag(train_bn):
     model, layer = bn_model(train_bn=train_bn)
-    x = np.random.default_rng(2).normal(5.0, 2.0, size=(8, 3)).astype("float32")
+    x = np.random.default_rng(2).normal(5.0, 2.0, size=(8, 3))
+    x = x.astype("float32")
     out = model(x, training=True).numpy()
     expected = (x - x.mean(0)) / np.sqrt(x.var(0) + layer.epsilon)
     np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)

@@ -42,7 +42,8 @@ def head_data(batch=2, seed=0):
     rois = np.concatenate([corner, corner + size], axis=-1)
     meta = np.zeros((batch, META_SIZE))
     meta[:, 4:7] = [64, 64, 3]  # molded image shape
-    maps = [rng.normal(size=(batch, side, side, DEPTH)) for side in LEVEL_SIDES]
+    maps = [rng.normal(size=(batch, side, side, DEPTH))
+            for side in LEVEL_SIDES]
     return [a.astype("float32") for a in [rois, meta] + maps]
 
 

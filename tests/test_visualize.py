@@ -204,9 +204,10 @@ def test_show_only_on_interactive_backend(monkeypatch):
     monkeypatch.setattr(visualize, "_is_interactive_backend", lambda: True)
     monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(1))
     image, boxes, masks, class_ids = scene()
-    visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES,
-                                figsize=(2, 2))
+    result = visualize.display_instances(image, boxes, masks, class_ids,
+                                         CLASS_NAMES, figsize=(2, 2))
     assert shown == [1]
+    assert result is None  # shown once; no Figure for Jupyter to show again
     _, ax = plt.subplots()
     visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES,
                                 ax=ax)

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import keras
 
-from mrcnn import weights as weights_io
 from mrcnn.backbone import fpn_graph, resnet_graph
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
 from mrcnn.rpn import build_rpn_model
