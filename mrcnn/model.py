@@ -15,6 +15,7 @@ stage; this module also re-exports the names that code written for the
 original ``mrcnn.model`` imports from here.
 """
 
+import contextlib
 import datetime
 import errno
 import logging
@@ -26,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import architecture, training, utils
+from mrcnn import architecture, distribute, postprocess, training, utils
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
 from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
@@ -66,6 +67,25 @@ CHECKPOINT_RE = re.compile(
     r"mask\_rcnn\_[\w-]+(\d{4})(\.weights)?\.h5$")
 
 
+@contextlib.contextmanager
+def precision_policy(name):
+    """Builds layers under a Keras dtype policy, then restores the old one.
+
+    name: None (float32), "mixed_float16" or "mixed_bfloat16". Layers keep
+    the policy they were built with; box math, NMS and losses run in
+    float32 inside their layers.
+    """
+    if not name:
+        yield
+        return
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
 def log(text, array=None):
     """Prints a text message and, for a numpy array, its shape, min and max."""
     if array is not None:
@@ -85,11 +105,15 @@ class MaskRCNN(object):
     The Keras model is in ``self.keras_model``.
     """
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, distribute_strategy=None):
         """
         mode: Either "training" or "inference"
         config: A Sub-class of the Config class
         model_dir: Directory to save training logs and trained weights
+        distribute_strategy: a tf.distribute strategy to build and train
+            under. By default GPU_COUNT > 1 gives MirroredStrategy over that
+            many GPUs and a multi-worker TF_CONFIG gives
+            MultiWorkerMirroredStrategy (see mrcnn.distribute).
         """
         if mode not in ("training", "inference"):
             raise ValueError("mode must be 'training' or 'inference', got "
@@ -101,7 +125,9 @@ class MaskRCNN(object):
         self._anchor_cache = {}
         self._detect_fn = None
         self.set_log_dir()
-        self.keras_model = self.build(mode=mode, config=config)
+        self.strategy = distribute.select_strategy(config, distribute_strategy)
+        with self.strategy.scope(), precision_policy(config.MIXED_PRECISION):
+            self.keras_model = self.build(mode=mode, config=config)
 
     # ------------------------------------------------------------------ build
     def build(self, mode, config):
@@ -195,10 +221,19 @@ class MaskRCNN(object):
     def compile(self, learning_rate, momentum):
         """SGD with momentum and per-gradient norm clipping, no jit (the
         graph uses CropAndResize, which has no XLA kernel)."""
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate, momentum=momentum,
-            clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        with self.strategy.scope():
+            optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate, momentum=momentum,
+                clipnorm=self.config.GRADIENT_CLIP_NORM)
+            if self.config.MIXED_PRECISION == "mixed_float16":
+                # float16 gradients underflow without loss scaling.
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+
+    def export(self, export_dir):
+        """Writes a SavedModel with a serving signature (see mrcnn.export)."""
+        from mrcnn import export
+        return export.export_saved_model(self, export_dir)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,
@@ -326,28 +361,8 @@ class MaskRCNN(object):
         Returns boxes [N, (y1, x1, y2, x2)] pixels, class_ids [N],
         scores [N], masks [height, width, N] bool at original size.
         """
-        zero_ix = np.where(detections[:, 4] == 0)[0]
-        n = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-        boxes = detections[:n, :4]
-        class_ids = detections[:n, 4].astype(np.int32)
-        scores = detections[:n, 5]
-        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
-
-        # Boxes from the normalized frame of the molded image to the window,
-        # then to pixels of the original image.
-        window = utils.norm_boxes(window, image_shape[:2])
-        wy1, wx1, wy2, wx2 = window
-        shift = np.array([wy1, wx1, wy1, wx1])
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = np.divide(boxes - shift, scale)
-        boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
-
-        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-                        > 0)[0]
-        boxes, class_ids = boxes[keep], class_ids[keep]
-        scores, masks = scores[keep], masks[keep]
-        full_masks = paste_masks(masks, boxes, original_image_shape[:2])
-        return boxes, class_ids, scores, full_masks
+        return postprocess.unmold_detections(
+            detections, mrcnn_mask, original_image_shape, image_shape, window)
 
     def get_anchors(self, image_shape):
         """Normalized anchors [num_anchors, (y1, x1, y2, x2)] for a molded
@@ -506,17 +521,3 @@ class MaskRCNN(object):
             result[key] = np.asarray(value)
             log(key, result[key])
         return result
-
-
-def paste_masks(masks, boxes, image_shape):
-    """Pastes small per-box masks into full-size boolean masks.
-
-    masks: [N, h, w] float in [0, 1], one per box.
-    boxes: [N, (y1, x1, y2, x2)] int pixels in the target image.
-    image_shape: (height, width).
-    Returns: [height, width, N] bool (thresholded at 0.5).
-    """
-    full = np.zeros(tuple(image_shape[:2]) + (len(masks),), dtype=bool)
-    for i, (mask, box) in enumerate(zip(masks, boxes)):
-        full[..., i] = utils.unmold_mask(mask, box, image_shape)
-    return full

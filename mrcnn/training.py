@@ -91,10 +91,13 @@ class MaskRCNNTrainingModel(keras.Model):
     def train_step(self, data):
         inputs = self._unpack(data)
         variables = self.trainable_variables
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             named = self._named_losses(inputs, training=True)
             total = self._weighted_total(named)
-            scaled = self.optimizer.scale_loss(total)
+            # Replica gradients are summed; dividing by the replica count
+            # makes them the gradient of the global batch's mean loss.
+            scaled = self.optimizer.scale_loss(total / replicas)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
         return self._update_trackers(named, total)
