@@ -63,7 +63,10 @@ def build_rpn(rpn_feature_maps, config):
                           conv_depth=config.RPN_CONV_DEPTH)
     per_level = [rpn(p) for p in rpn_feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-    return [keras.layers.Concatenate(axis=1, name=name)(list(outputs))
+    # float32 like the RPN head's outputs: under mixed precision a
+    # Concatenate would cast scores and deltas back to 16 bits.
+    return [keras.layers.Concatenate(axis=1, dtype="float32", name=name)(
+                list(outputs))
             for name, outputs in zip(names, zip(*per_level))]
 
 
@@ -146,6 +149,7 @@ def build_training_graph(config):
         mask_shape=list(config.MASK_SHAPE),
         use_mini_mask=config.USE_MINI_MASK,
         bbox_std_dev=list(config.BBOX_STD_DEV),
+        add_gt_to_proposals=config.ADD_GT_TO_PROPOSALS,
         name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
                                   input_gt_masks])
 

@@ -156,6 +156,10 @@ class Config(object):
     RPN_CONV_DEPTH = 512
     # Channels of the four 3x3 convs and the deconv of the mask head.
     MASK_HEAD_CONV_DEPTH = 256
+    # Also sample the ground-truth boxes as proposals for the heads (as
+    # torchvision and detectron2 do). Off in the original; helps training
+    # from scratch, when the young RPN proposes few positives.
+    ADD_GT_TO_PROPOSALS = False
     # None (float32), "mixed_float16" (GPU) or "mixed_bfloat16" (CPU).
     MIXED_PRECISION = None
 

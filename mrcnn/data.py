@@ -144,6 +144,63 @@ def describe_image(dataset, image_id):
         image_id, " ({})".format(reference) if reference else "")
 
 
+# Images with a side above this are accepted but warned about: every load
+# decodes and resizes the whole picture (an 8000x8000 RGB image is 192 MB).
+LARGE_IMAGE_SIDE = 8000
+_large_images_warned = set()  # descriptions of images already warned about
+
+
+def _checked_image(dataset, image_id, image, config):
+    """Validates load_image() output; returns it as an array.
+
+    image: [H, W, IMAGE_CHANNEL_COUNT], H and W >= 1, numeric, finite. Pixel
+    values outside 0..255 (e.g. 16-bit data, or floats in [0, 1]) only warn:
+    images of other channel counts may use their own MEAN_PIXEL scale.
+    """
+    image = np.asarray(image)
+    channels = config.IMAGE_CHANNEL_COUNT
+    if image.ndim != 3 or image.shape[-1] != channels \
+            or min(image.shape[:2]) < 1:
+        raise ValueError(
+            "load_image() for {} returned an array of shape {}; expected "
+            "[height, width, {}] (IMAGE_CHANNEL_COUNT)".format(
+                describe_image(dataset, image_id), image.shape, channels))
+    if image.dtype != np.uint8:
+        _check_pixel_values(dataset, image_id, image)
+    if max(image.shape[:2]) > LARGE_IMAGE_SIDE:
+        _warn_large_image(describe_image(dataset, image_id), image.shape)
+    return image
+
+
+def _check_pixel_values(dataset, image_id, image):
+    """Errors for pixels that cannot train, warnings for odd value ranges."""
+    if image.dtype == bool or not np.issubdtype(image.dtype, np.number):
+        raise ValueError("load_image() for {} returned {} pixels; expected "
+                         "uint8 (or numbers in 0..255)".format(
+                             describe_image(dataset, image_id), image.dtype))
+    if np.issubdtype(image.dtype, np.floating) \
+            and not np.all(np.isfinite(image)):
+        raise ValueError("load_image() for {} returned NaN or infinite "
+                         "pixels".format(describe_image(dataset, image_id)))
+    low, high = image.min(), image.max()
+    if low < 0 or high > 255 or (
+            np.issubdtype(image.dtype, np.floating) and 0 < high <= 1):
+        logger.warning("load_image() for %s returned %s pixels in %s..%s; "
+                       "mold_image expects 0..255 (convert 16-bit or 0..1 "
+                       "images to uint8)", describe_image(dataset, image_id),
+                       image.dtype, low, high)
+
+
+def _warn_large_image(description, shape):
+    if description in _large_images_warned:
+        return
+    _large_images_warned.add(description)
+    logger.warning("%s is %dx%d pixels (more than %d a side): it is decoded "
+                   "and resized at every load, which is slow and memory "
+                   "hungry; downscale the file once", description, shape[0],
+                   shape[1], LARGE_IMAGE_SIDE)
+
+
 def _checked_instances(dataset, image_id, image, mask, class_ids):
     """Validates load_mask() output against the image; returns (mask, ids).
 
@@ -169,7 +226,22 @@ def _checked_instances(dataset, image_id, image, mask, class_ids):
             "load_mask() for {} returned masks of size {}x{} but the image is "
             "{}x{}".format(describe_image(dataset, image_id), mask.shape[0],
                            mask.shape[1], image.shape[0], image.shape[1]))
+    _check_class_ids(dataset, image_id, class_ids)
     return mask.astype(bool, copy=False), class_ids
+
+
+def _check_class_ids(dataset, image_id, class_ids):
+    """Class ids must be 1..num_classes-1 (negative: a crowd of that class);
+    0 is the background and larger ids would index past the class heads."""
+    num_classes = dataset.num_classes
+    bad = class_ids[(class_ids == 0) | (np.abs(class_ids) >= num_classes)]
+    if bad.size:
+        raise ValueError(
+            "load_mask() for {} returned class ids {} outside 1..{} (the "
+            "dataset has {} classes, background included; 0 is the "
+            "background)".format(describe_image(dataset, image_id),
+                                 sorted(set(bad.tolist())), num_classes - 1,
+                                 num_classes))
 
 
 def _is_mask_augmenter(augmenter):
@@ -225,8 +297,13 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     mask: [height, width, instance_count] bool, or
         [MINI_MASK_SHAPE + (instance_count,)] with use_mini_mask.
     Instances whose mask is empty after resizing/augmentation are dropped.
+    Raises ValueError naming the image when load_image() or load_mask()
+    return malformed arrays (wrong shape or channel count, NaN pixels, mask
+    and class id counts that differ, class ids outside 1..NUM_CLASSES-1).
+    Images with a side over LARGE_IMAGE_SIDE pixels are used, with a warning.
     """
-    image = dataset.load_image(image_id)
+    image = _checked_image(dataset, image_id, dataset.load_image(image_id),
+                           config)
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = _checked_instances(dataset, image_id, image, mask,
                                          class_ids)

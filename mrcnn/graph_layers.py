@@ -13,7 +13,20 @@ from mrcnn import box_ops
 from mrcnn import utils
 
 
-class AnchorLayer(keras.layers.Layer):
+class Float32Layer(keras.layers.Layer):
+    """A layer that computes in float32 whatever the global dtype policy.
+
+    These layers carry boxes, anchors and image metas: under a mixed
+    precision policy Keras would cast their inputs to 16 bits, and a
+    bfloat16 box is off by up to 4 pixels at 1024 px.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
+class AnchorLayer(Float32Layer):
     """Constant anchors of a fixed image shape, tiled over the batch.
 
     The anchors are computed once in numpy when the layer is built; no
@@ -56,7 +69,7 @@ class AnchorLayer(keras.layers.Layer):
         return config
 
 
-class NormBoxesLayer(keras.layers.Layer):
+class NormBoxesLayer(Float32Layer):
     """Pixel boxes to normalized boxes, using the image tensor's size.
 
     Inputs: [boxes [batch, N, (y1, x1, y2, x2)] pixels, image [batch, H, W, C]].
@@ -71,7 +84,7 @@ class NormBoxesLayer(keras.layers.Layer):
         return input_shapes[0]
 
 
-class ActiveClassIdsLayer(keras.layers.Layer):
+class ActiveClassIdsLayer(Float32Layer):
     """active_class_ids [batch, num_classes] sliced out of image_meta."""
 
     def call(self, image_meta):
@@ -81,7 +94,7 @@ class ActiveClassIdsLayer(keras.layers.Layer):
         return (input_shape[0], input_shape[1] - 12)
 
 
-class DetectionBoxesLayer(keras.layers.Layer):
+class DetectionBoxesLayer(Float32Layer):
     """The (y1, x1, y2, x2) part of DetectionLayer's output.
 
     Input: [batch, num_detections, (y1, x1, y2, x2, class_id, score)].
@@ -95,7 +108,7 @@ class DetectionBoxesLayer(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (4,)
 
 
-class IdentityLayer(keras.layers.Layer):
+class IdentityLayer(Float32Layer):
     """Gives a tensor a layer name of its own (e.g. "output_rois")."""
 
     def call(self, inputs):

@@ -97,7 +97,8 @@ def _mask_targets(rois, gt_boxes, gt_masks, mask_shape, use_mini_mask):
 def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
                             train_rois_per_image, roi_positive_ratio,
                             mask_shape, use_mini_mask,
-                            bbox_std_dev=(0.1, 0.1, 0.2, 0.2)):
+                            bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
+                            add_gt_to_proposals=False):
     """Detection targets of one image.
 
     proposals: [N, (y1, x1, y2, x2)] normalized, zero-padded.
@@ -105,6 +106,9 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
     gt_boxes: [MAX_GT, (y1, x1, y2, x2)] normalized, zero-padded.
     gt_masks: [height, width, MAX_GT] bool or float, mini masks when
         use_mini_mask else image size.
+    add_gt_to_proposals: also sample the (non-crowd) GT boxes themselves
+        as proposals, so the heads see positives from the first step even
+        while the RPN still proposes poorly (helps training from scratch).
     Returns, with T = train_rois_per_image, positives first, then negatives,
     then zero padding:
         rois: [T, (y1, x1, y2, x2)] normalized float32.
@@ -118,6 +122,8 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
     gt_class_ids, gt_boxes, gt_masks, crowd_boxes = _split_crowds(
         tf.cast(gt_class_ids, tf.int32), tf.cast(gt_boxes, tf.float32),
         tf.cast(gt_masks, tf.float32))
+    if add_gt_to_proposals:
+        proposals = tf.concat([proposals, gt_boxes], axis=0)
 
     overlaps = overlaps_graph(proposals, gt_boxes)
     positive_ix, negative_ix = _sample_rois(
@@ -159,7 +165,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks,
         proposals, gt_class_ids, gt_boxes, gt_masks,
         config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO,
         tuple(config.MASK_SHAPE), config.USE_MINI_MASK,
-        tuple(float(v) for v in config.BBOX_STD_DEV))
+        tuple(float(v) for v in config.BBOX_STD_DEV),
+        getattr(config, "ADD_GT_TO_PROPOSALS", False))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -171,6 +178,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     mask_shape: (height, width) of the mask targets (Config.MASK_SHAPE).
     use_mini_mask: whether gt_masks are mini masks (Config.USE_MINI_MASK).
     bbox_std_dev: the box deltas are divided by it (Config.BBOX_STD_DEV).
+    add_gt_to_proposals: sample the GT boxes as proposals too
+        (Config.ADD_GT_TO_PROPOSALS).
 
     Inputs (a list):
         proposals: [batch, N, (y1, x1, y2, x2)] normalized, zero-padded.
@@ -184,7 +193,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     """
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape,
-                 use_mini_mask, bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+                 use_mini_mask, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
+                 add_gt_to_proposals=False, **kwargs):
         # Box math stays float32 under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -193,6 +203,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = tuple(int(size) for size in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
         self.bbox_std_dev = tuple(float(v) for v in bbox_std_dev)
+        self.add_gt_to_proposals = bool(add_gt_to_proposals)
         if self.train_rois_per_image < 1:
             raise ValueError(
                 "DetectionTargetLayer: train_rois_per_image must be positive, "
@@ -217,7 +228,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         def targets_of_image(image_inputs):
             return image_detection_targets(
                 *image_inputs, rois_count, self.roi_positive_ratio,
-                self.mask_shape, self.use_mini_mask, self.bbox_std_dev)
+                self.mask_shape, self.use_mini_mask, self.bbox_std_dev,
+                self.add_gt_to_proposals)
 
         return list(tf.map_fn(
             targets_of_image, (proposals, gt_class_ids, gt_boxes, gt_masks),
@@ -247,5 +259,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_shape": list(self.mask_shape),
             "use_mini_mask": self.use_mini_mask,
             "bbox_std_dev": list(self.bbox_std_dev),
+            "add_gt_to_proposals": self.add_gt_to_proposals,
         })
         return config

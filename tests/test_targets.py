@@ -346,3 +346,30 @@ def test_bad_arguments_are_reported(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         DetectionTargetLayer(**arguments)
+
+
+def test_gt_boxes_join_the_proposals_when_asked():
+    """With proposals far from every GT box, only add_gt_to_proposals gives
+    positives: the GT box itself, with zero deltas and the full GT mask."""
+    gt_box = np.array([0.2, 0.2, 0.6, 0.5], np.float32)
+    proposals = np.zeros([1, 6, 4], np.float32)
+    proposals[0, :2] = [[0.7, 0.7, 0.9, 0.9], [0.75, 0.0, 0.95, 0.2]]
+    gt_class_ids = np.array([[3, 0]], np.int32)
+    gt_boxes = np.stack([gt_box, np.zeros(4, np.float32)])[np.newaxis]
+    gt_masks = np.zeros([1, 8, 8, 2], bool)
+    gt_masks[0, :, :, 0] = True  # mini mask: the whole box is the object
+    results = {}
+    for add_gt in (False, True):
+        layer = DetectionTargetLayer(4, 0.5, (6, 6), use_mini_mask=True,
+                                     add_gt_to_proposals=add_gt)
+        rois, class_ids, deltas, masks = [
+            np.asarray(x) for x in layer([proposals, gt_class_ids, gt_boxes,
+                                          gt_masks])]
+        results[add_gt] = (rois, class_ids, deltas, masks)
+    assert not np.any(results[False][1] > 0)
+    rois, class_ids, deltas, masks = results[True]
+    assert list(class_ids[0]) == [3, 0, 0, 0]
+    np.testing.assert_allclose(rois[0, 0], gt_box, atol=1e-6)
+    np.testing.assert_allclose(deltas[0, 0], 0, atol=1e-5)
+    np.testing.assert_array_equal(masks[0, 0], np.ones([6, 6]))
+    assert layer.get_config()["add_gt_to_proposals"] is True
