@@ -70,18 +70,25 @@ def build_rpn(rpn_feature_maps, config):
             for name, outputs in zip(names, zip(*per_level))]
 
 
+def head_train_bn(config):
+    """Batch-norm mode of the heads: HEAD_TRAIN_BN, else TRAIN_BN."""
+    if config.HEAD_TRAIN_BN is None:
+        return config.TRAIN_BN
+    return config.HEAD_TRAIN_BN
+
+
 def build_heads(rois, mrcnn_feature_maps, image_meta, config):
     """Class/box head on rois. Returns (logits, probs, deltas)."""
     return fpn_classifier_graph(
         rois, mrcnn_feature_maps, image_meta, config.POOL_SIZE,
-        config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+        config.NUM_CLASSES, train_bn=head_train_bn(config),
         fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
 
 
 def build_mask_head(rois, mrcnn_feature_maps, image_meta, config):
     return build_fpn_mask_graph(
         rois, mrcnn_feature_maps, image_meta, config.MASK_POOL_SIZE,
-        config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+        config.NUM_CLASSES, train_bn=head_train_bn(config),
         conv_depth=config.MASK_HEAD_CONV_DEPTH)
 
 

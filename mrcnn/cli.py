@@ -81,7 +81,10 @@ def make_config(name, num_classes, overrides, inference=False):
             attrs[key] = tuple(attrs[key])
     if inference:
         attrs.update(GPU_COUNT=1, IMAGES_PER_GPU=1)
-    return type("CliConfig", (Config,), attrs)()
+    try:
+        return type("CliConfig", (Config,), attrs)()
+    except ValueError as e:  # Config.validate names the bad --set value
+        raise CliError(str(e))
 
 
 def write_run_config(log_dir, name, class_names, overrides):
@@ -121,16 +124,28 @@ def resolve_weights(weights, logs, name):
         return "none", None
     if weights.lower() == "last":
         return "last", find_last_checkpoint(logs, name)
-    if weights.lower() == "coco":
-        path = os.path.join(logs, "mask_rcnn_coco.h5")
-        if not os.path.exists(path):
-            utils.download_trained_weights(path)
-        return "coco", path
-    if weights.lower() == "imagenet":
-        return "imagenet", weights_io.get_imagenet_weights()
+    try:  # downloads fail offline with a message saying what to fetch
+        if weights.lower() == "coco":
+            path = os.path.join(logs, "mask_rcnn_coco.h5")
+            if not os.path.exists(path):
+                utils.download_trained_weights(path)
+            return "coco", path
+        if weights.lower() == "imagenet":
+            return "imagenet", weights_io.get_imagenet_weights()
+    except OSError as e:
+        raise CliError(str(e))
     if not os.path.exists(weights):
         raise CliError("weights file not found: {}".format(weights))
     return "path", weights
+
+
+def load_weights(model, path, exclude=None):
+    """model.load_weights by name; a broken or mismatched file is a
+    CliError naming it."""
+    try:
+        model.load_weights(path, by_name=True, exclude=exclude)
+    except (OSError, ValueError) as e:
+        raise CliError("cannot load weights {}: {}".format(path, e))
 
 
 def loader_options(args):
@@ -177,12 +192,10 @@ def cmd_train(args):
     model = modellib.MaskRCNN(mode="training", config=config,
                               model_dir=args.logs)
     if kind in ("coco", "path") and path:
-        model.load_weights(path, by_name=True, exclude=HEAD_LAYERS
-                           if kind == "coco" or args.exclude_heads else None)
-    elif kind == "imagenet":
-        model.load_weights(path, by_name=True)
-    elif kind == "last":
-        model.load_weights(path, by_name=True)
+        load_weights(model, path, exclude=HEAD_LAYERS
+                     if kind == "coco" or args.exclude_heads else None)
+    elif kind in ("imagenet", "last"):
+        load_weights(model, path)
     write_run_config(model.log_dir, args.name, train_set.class_names,
                      overrides)
     augmentation = None
@@ -229,7 +242,7 @@ def inference_model(args):
     config = make_config(name, len(class_names), overrides, inference=True)
     model = modellib.MaskRCNN(mode="inference", config=config,
                               model_dir=args.logs)
-    model.load_weights(path, by_name=True)
+    load_weights(model, path)
     return model, class_names
 
 

@@ -156,6 +156,11 @@ class Config(object):
     RPN_CONV_DEPTH = 512
     # Channels of the four 3x3 convs and the deconv of the mask head.
     MASK_HEAD_CONV_DEPTH = 256
+    # Batch norm of the class and mask heads: None follows TRAIN_BN. False
+    # keeps them in inference mode: useful when training from scratch with
+    # TRAIN_BN = True, because the heads' batch statistics (sampled ROIs and
+    # zero padding) differ from the ROIs they see in inference.
+    HEAD_TRAIN_BN = None
     # Also sample the ground-truth boxes as proposals for the heads (as
     # torchvision and detectron2 do). Off in the original; helps training
     # from scratch, when the young RPN proposes few positives.

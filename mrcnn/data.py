@@ -147,7 +147,7 @@ def describe_image(dataset, image_id):
 # Images with a side above this are accepted but warned about: every load
 # decodes and resizes the whole picture (an 8000x8000 RGB image is 192 MB).
 LARGE_IMAGE_SIDE = 8000
-_large_images_warned = set()  # descriptions of images already warned about
+_warned_images = set()  # (message, image description) pairs warned about
 
 
 def _checked_image(dataset, image_id, image, config):
@@ -185,20 +185,25 @@ def _check_pixel_values(dataset, image_id, image):
     low, high = image.min(), image.max()
     if low < 0 or high > 255 or (
             np.issubdtype(image.dtype, np.floating) and 0 < high <= 1):
-        logger.warning("load_image() for %s returned %s pixels in %s..%s; "
-                       "mold_image expects 0..255 (convert 16-bit or 0..1 "
-                       "images to uint8)", describe_image(dataset, image_id),
-                       image.dtype, low, high)
+        _warn_once("load_image() for %s returned %s pixels in %s..%s; "
+                   "mold_image expects 0..255 (convert 16-bit or 0..1 "
+                   "images to uint8)", describe_image(dataset, image_id),
+                   image.dtype, low, high)
+
+
+def _warn_once(message, description, *args):
+    """logger.warning, once per (message, image description)."""
+    if (message, description) in _warned_images:
+        return
+    _warned_images.add((message, description))
+    logger.warning(message, description, *args)
 
 
 def _warn_large_image(description, shape):
-    if description in _large_images_warned:
-        return
-    _large_images_warned.add(description)
-    logger.warning("%s is %dx%d pixels (more than %d a side): it is decoded "
-                   "and resized at every load, which is slow and memory "
-                   "hungry; downscale the file once", description, shape[0],
-                   shape[1], LARGE_IMAGE_SIDE)
+    _warn_once("%s is %dx%d pixels (more than %d a side): it is decoded "
+               "and resized at every load, which is slow and memory "
+               "hungry; downscale the file once", description, shape[0],
+               shape[1], LARGE_IMAGE_SIDE)
 
 
 def _checked_instances(dataset, image_id, image, mask, class_ids):
@@ -308,12 +313,16 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     mask, class_ids = _checked_instances(dataset, image_id, image, mask,
                                          class_ids)
     original_shape = image.shape
-    image, window, scale, padding, crop = utils.resize_image(
-        image,
-        min_dim=config.IMAGE_MIN_DIM,
-        min_scale=config.IMAGE_MIN_SCALE,
-        max_dim=config.IMAGE_MAX_DIM,
-        mode=config.IMAGE_RESIZE_MODE)
+    try:
+        image, window, scale, padding, crop = utils.resize_image(
+            image,
+            min_dim=config.IMAGE_MIN_DIM,
+            min_scale=config.IMAGE_MIN_SCALE,
+            max_dim=config.IMAGE_MAX_DIM,
+            mode=config.IMAGE_RESIZE_MODE)
+    except ValueError as error:
+        raise ValueError("{}: {}".format(describe_image(dataset, image_id),
+                                         error)) from error
     if scale != 1 or crop is not None or np.any(padding):
         mask = utils.resize_mask(mask, scale, padding, crop)
 

@@ -221,8 +221,10 @@ class MaskRCNN(object):
     def compile(self, learning_rate, momentum):
         """SGD with momentum and per-gradient norm clipping, no jit (the
         graph uses CropAndResize, which has no XLA kernel)."""
+        distribute.check_global_batch(self.config, self.strategy)
         with self.strategy.scope():
-            optimizer = keras.optimizers.SGD(
+            # Clips the gradient summed over replicas (see mrcnn.distribute).
+            optimizer = distribute.GlobalGradientSGD(
                 learning_rate=learning_rate, momentum=momentum,
                 clipnorm=self.config.GRADIENT_CLIP_NORM)
             if self.config.MIXED_PRECISION == "mixed_float16":

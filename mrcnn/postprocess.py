@@ -1,8 +1,19 @@
-"""From network outputs to detections in original image coordinates."""
+"""From network outputs to detections in original image coordinates.
+
+The mask pasting here gives the same masks as ``utils.unmold_mask`` (which
+resizes each mask with skimage, one call per detection) without skimage:
+skimage's order-1 resize with ``mode="constant"`` is separable linear
+interpolation with a zero border (scipy.ndimage's "grid-constant" zoom), so
+resizing a mask to its box is two small matrix products,
+``rows @ mask @ columns.T``, computed in float64 like ndimage.
+"""
 
 import numpy as np
 
 from mrcnn import utils
+
+# Mask probabilities at or above this are part of the instance.
+MASK_THRESHOLD = 0.5
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape,
@@ -11,29 +22,32 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape,
 
     detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero rows
         at the end are padding.
-    mrcnn_mask: [N, height, width, num_classes] mask probabilities.
+    mrcnn_mask: [M, height, width, num_classes] mask probabilities of every
+        class, or [M, height, width] those of each detection's own class
+        (as MaskRCNN._predict returns them). M >= the number of real
+        detections: rows past them are ignored.
     original_image_shape: [H, W, C] before resizing.
     image_shape: [H, W, C] of the molded image.
     window: [y1, x1, y2, x2] pixels, the image inside the molded frame.
-    Returns boxes [N, (y1, x1, y2, x2)] int pixels, class_ids [N] int32,
-    scores [N] float32, masks [H, W, N] bool at the original size.
+    Returns boxes [n, (y1, x1, y2, x2)] int pixels, class_ids [n] int32,
+    scores [n] float32, masks [H, W, n] bool at the original size (a view
+    of an [n, H, W] array, so that masks[..., i] is contiguous).
     """
-    zero_ix = np.where(detections[:, 4] == 0)[0]
-    n = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
+    n = count_detections(detections)
+    if mrcnn_mask.shape[0] < n:
+        raise ValueError(
+            "unmold_detections: {} detections but masks for only {}".format(
+                n, mrcnn_mask.shape[0]))
     boxes = detections[:n, :4]
     class_ids = detections[:n, 4].astype(np.int32)
     scores = detections[:n, 5].astype(np.float32)
-    masks = mrcnn_mask[np.arange(n), :, :, class_ids]
+    if mrcnn_mask.ndim == 4:
+        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
+    else:
+        masks = mrcnn_mask[:n]
 
-    # From the normalized frame of the molded image to the window, then to
-    # pixels of the original image.
-    window = utils.norm_boxes(window, image_shape[:2])
-    wy1, wx1, wy2, wx2 = window
-    shift = np.array([wy1, wx1, wy1, wx1])
-    scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-    boxes = np.divide(boxes - shift, scale)
-    boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
-
+    boxes = boxes_to_original(boxes, original_image_shape, image_shape,
+                              window)
     keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
                     > 0)[0]
     boxes, class_ids = boxes[keep], class_ids[keep]
@@ -42,15 +56,108 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape,
     return boxes, class_ids, scores, full_masks
 
 
+def count_detections(detections):
+    """Real detections in a zero-padded [N, 6] detections array: the rows
+    before the first one with class id 0."""
+    zero_ix = np.where(detections[:, 4] == 0)[0]
+    return int(zero_ix[0]) if zero_ix.shape[0] > 0 else detections.shape[0]
+
+
+def boxes_to_original(boxes, original_image_shape, image_shape, window):
+    """Normalized boxes in the molded frame -> int pixels of the original.
+
+    boxes: [N, (y1, x1, y2, x2)] normalized to the molded image.
+    window: [y1, x1, y2, x2] pixels of the image inside the molded frame.
+    Returns [N, (y1, x1, y2, x2)] int32 pixels of the original image.
+    """
+    # From the normalized frame of the molded image to the window, then to
+    # pixels of the original image.
+    window = utils.norm_boxes(window, image_shape[:2])
+    wy1, wx1, wy2, wx2 = window
+    shift = np.array([wy1, wx1, wy1, wx1])
+    scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    boxes = np.divide(boxes - shift, scale)
+    return utils.denorm_boxes(boxes, original_image_shape[:2])
+
+
+def linear_resize_matrix(out_size, in_size):
+    """Weights of skimage's order-1 resize along one axis.
+
+    Output sample k reads the input at c = (k + 0.5) * in_size / out_size
+    - 0.5 (pixel centres aligned, as ndimage's grid mode), interpolating
+    between samples floor(c) and floor(c) + 1; samples outside the input
+    are zeros (mode "constant", cval 0).
+    Returns float64 [out_size, in_size]; resized = R @ signal.
+    """
+    position = (np.arange(out_size, dtype=np.float64) + 0.5) * (
+        in_size / out_size) - 0.5
+    below = np.floor(position)
+    weight_below = 1.0 - (position - below)
+    weight_above = 1.0 - weight_below
+    below = below.astype(np.int64)
+    matrix = np.zeros((out_size, in_size + 2), dtype=np.float64)
+    rows = np.arange(out_size)
+    # Column j + 1 holds input sample j; columns 0 and in_size + 1 are the
+    # zero border, dropped below.
+    matrix[rows, below + 1] = weight_below
+    matrix[rows, below + 2] = weight_above
+    return matrix[:, 1:-1]
+
+
+def resize_mask(mask, height, width):
+    """skimage.transform.resize(mask, (height, width), order=1,
+    mode="constant", anti_aliasing=False) of a 2D float mask (what
+    utils.unmold_mask uses), as two matrix products.
+
+    mask: [h, w] float. Returns float64 [height, width], clipped to the
+    mask's own value range as skimage clips.
+    """
+    mask = np.asarray(mask, dtype=np.float64)
+    rows = linear_resize_matrix(height, mask.shape[0])
+    columns = linear_resize_matrix(width, mask.shape[1])
+    # The cheaper order: the narrow mask times the columns first.
+    resized = rows @ (mask @ columns.T)
+    return np.clip(resized, mask.min(), mask.max(), out=resized)
+
+
 def paste_masks(masks, boxes, image_shape):
     """Pastes small per-box masks into full-size boolean masks.
+
+    Same result as stacking utils.unmold_mask(mask, box, image_shape) of
+    each mask (up to float rounding on the 0.5 threshold); boxes reaching
+    outside the image are cropped to it, boxes without area give empty
+    masks.
 
     masks: [N, h, w] float in [0, 1], one per box.
     boxes: [N, (y1, x1, y2, x2)] int pixels in the target image.
     image_shape: (height, width).
-    Returns: [height, width, N] bool (thresholded at 0.5).
+    Returns: [height, width, N] bool (thresholded at 0.5), a view of an
+    instance-major [N, height, width] array.
     """
-    full = np.zeros(tuple(image_shape[:2]) + (len(masks),), dtype=bool)
-    for i, (mask, box) in enumerate(zip(masks, boxes)):
-        full[..., i] = utils.unmold_mask(mask, box, image_shape)
-    return full
+    height, width = (int(d) for d in image_shape[:2])
+    masks = np.asarray(masks)
+    boxes = np.asarray(boxes).reshape(-1, 4).astype(np.int64)
+    if len(masks) != len(boxes):
+        raise ValueError("paste_masks: {} masks but {} boxes".format(
+            len(masks), len(boxes)))
+    full = np.zeros((len(masks), height, width), dtype=bool)
+    for mask, box, target in zip(masks, boxes, full):
+        _paste_one(mask, box, target)
+    return np.moveaxis(full, 0, -1)
+
+
+def _paste_one(mask, box, target):
+    """Writes one thresholded, resized mask into target [H, W] (in place)."""
+    y1, x1, y2, x2 = (int(v) for v in box)
+    if y2 <= y1 or x2 <= x1:
+        return
+    # The part of the box inside the image.
+    top, left = max(y1, 0), max(x1, 0)
+    bottom, right = min(y2, target.shape[0]), min(x2, target.shape[1])
+    if bottom <= top or right <= left:
+        return
+    resized = resize_mask(mask, y2 - y1, x2 - x1)
+    inside = resized[top - y1:bottom - y1, left - x1:right - x1]
+    # skimage returns float32 for a float32 mask: round before comparing.
+    target[top:bottom, left:right] = (inside.astype(np.float32)
+                                      >= MASK_THRESHOLD)

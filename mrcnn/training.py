@@ -13,6 +13,7 @@ import os
 import tensorflow as tf
 import keras
 
+from mrcnn import distribute
 from mrcnn import weights as weights_io
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
@@ -85,8 +86,21 @@ class MaskRCNNTrainingModel(keras.Model):
         self.loss_trackers["loss"].update_state(total)
         for name in LOSS_NAMES:
             self.loss_trackers[name].update_state(named[name])
-        return {name: tracker.result()
-                for name, tracker in self.loss_trackers.items()}
+        return distribute.logs_for_keras(
+            {name: tracker.result()
+             for name, tracker in self.loss_trackers.items()})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a tf.distribute strategy Keras would take the first batch
+        # off the feed (that batch is then never trained on) and average it
+        # over the replicas to build the model, which fails on the bool
+        # gt masks. The functional graph is built already: only the
+        # optimizer still needs its variables, created under the strategy.
+        if self._compile_loss is not None or self._compile_metrics is not None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
 
     def train_step(self, data):
         inputs = self._unpack(data)
@@ -99,6 +113,9 @@ class MaskRCNNTrainingModel(keras.Model):
             # makes them the gradient of the global batch's mean loss.
             scaled = self.optimizer.scale_loss(total / replicas)
         grads = tape.gradient(scaled, variables)
+        # The global batch's gradient on every replica before clipping, so
+        # N replicas step as one device would (see mrcnn.distribute).
+        grads = distribute.sum_over_replicas(grads, self.optimizer)
         self.optimizer.apply(grads, variables)
         return self._update_trackers(named, total)
 

@@ -337,6 +337,9 @@ class Dataset(object):
 
         Grayscale images get three equal channels, an alpha channel is
         dropped and 16-bit (or float) images are rescaled to 8 bits.
+        Pixels come as stored in the file: an EXIF orientation tag is not
+        applied (as in matterport, skimage and pycocotools), so annotations
+        must be in the stored frame too; a tagged file gets one warning.
         Raises FileNotFoundError when the file is missing and ValueError when
         it cannot be decoded, both naming the file.
         """
@@ -356,6 +359,7 @@ class Dataset(object):
         except Exception as error:
             raise ValueError("Cannot read image file {} ({}): {}"
                              .format(path, where, error)) from error
+        _warn_exif_rotation(path)
         return _to_rgb_uint8(image, path)
 
     def load_mask(self, image_id):
@@ -389,6 +393,38 @@ class Dataset(object):
             except Exception:
                 pass  # fall back to decoding below
         return tuple(self.load_image(image_id).shape[:2])
+
+
+EXIF_ORIENTATION_TAG = 0x0112
+_exif_warned = set()  # paths already warned about
+
+
+def exif_orientation(path):
+    """The EXIF orientation (1..8) of an image file; 1 (upright) when the
+    file has no such tag or no EXIF at all. Reads the header only."""
+    try:
+        import PIL.Image
+        with PIL.Image.open(path) as header:
+            return int(header.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # not decodable by PIL: no orientation to speak of
+        return 1
+
+
+def _warn_exif_rotation(path):
+    """One warning per file whose EXIF asks viewers to rotate or mirror it:
+    its stored pixels are used, which annotation tools that honour EXIF
+    (browsers, LabelMe) do not show."""
+    if path in _exif_warned:
+        return
+    orientation = exif_orientation(path)
+    if orientation == 1:
+        return
+    _exif_warned.add(path)
+    logging.warning(
+        "%s has EXIF orientation %d: its pixels are used as stored, "
+        "unrotated. If it was annotated in a tool that rotates by EXIF "
+        "(web browsers, LabelMe), rotate the file itself first, e.g. with "
+        "PIL.ImageOps.exif_transpose or `exiftran -ai`.", path, orientation)
 
 
 def _to_rgb_uint8(image, path):
@@ -496,8 +532,15 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None,
         if round(image_max * scale) > max_dim:
             scale = max_dim / image_max
     if scale != 1:
-        image = resize(image, (round(h * scale), round(w * scale)),
-                       preserve_range=True)
+        new_h, new_w = round(h * scale), round(w * scale)
+        if min(new_h, new_w) < 1:
+            # Nothing of the image would be left (and masks could not
+            # follow): an aspect ratio beyond max_dim : 0.5.
+            raise ValueError(
+                "resize_image: a {}x{} image scaled by {:.4g} (to fit "
+                "max_dim={}) would be {}x{} pixels; crop or split such "
+                "elongated images".format(h, w, scale, max_dim, new_h, new_w))
+        image = resize(image, (new_h, new_w), preserve_range=True)
 
     h, w = image.shape[:2]
     if mode == "square":

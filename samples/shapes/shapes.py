@@ -26,6 +26,7 @@ class ShapesConfig(Config):
 
     BACKBONE = "resnet18"
     TRAIN_BN = True  # random init: batch norm must learn its statistics
+    HEAD_TRAIN_BN = False  # heads: same normalization in training and inference
     ADD_GT_TO_PROPOSALS = True  # positives for the heads from step one
     IMAGE_MIN_DIM = 128
     IMAGE_MAX_DIM = 128

@@ -1,0 +1,207 @@
+"""Memory soak: RSS over many detect() calls and training steps, printed
+as one JSON line.
+
+Runs detect() on --images images, one call per image (sizes vary, as
+photos do), then trains for --steps steps, sampling the resident set size
+(RSS) every --interval images or steps. After the first --warmup-fraction
+of each phase (traces, caches, allocator pools) RSS should stay flat:
+
+* detect_growth_mb / train_growth_mb: RSS at the end minus RSS at the end
+  of the warm-up, in MB;
+* detect_traces: how many times the detect tf.function was traced (a count
+  that grows with the images means retracing, a classic leak);
+* detect_rss_mb / train_rss_mb: the samples, for a closer look.
+
+    python benchmarks/soak.py                   # tiny model, 64 px
+    python benchmarks/soak.py --size shapes     # the shapes demo model
+    python benchmarks/soak.py --images 200 --steps 40   # a quick look
+"""
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mrcnn import model as modellib  # noqa: E402
+from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+
+
+class TinyConfig(ShapesConfig):
+    """The test suite's tiny model: 64 px images, thin heads."""
+    NAME = "soak"
+    IMAGES_PER_GPU = 2
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    TOP_DOWN_PYRAMID_SIZE = 32
+    RPN_CONV_DEPTH = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CONV_DEPTH = 16
+    POST_NMS_ROIS_TRAINING = 64
+    POST_NMS_ROIS_INFERENCE = 32
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 4
+    DETECTION_MAX_INSTANCES = 8
+    MINI_MASK_SHAPE = (14, 14)
+    VALIDATION_STEPS = 0
+
+
+class ShapesSoakConfig(ShapesConfig):
+    """The shapes demo model (128 px)."""
+    NAME = "soak"
+    IMAGES_PER_GPU = 2
+    VALIDATION_STEPS = 0
+
+
+SIZES = {"tiny": TinyConfig, "shapes": ShapesSoakConfig}
+
+
+def rss_mb():
+    """Resident set size of this process in MB."""
+    try:
+        import psutil
+        return psutil.Process().memory_info().rss / 2 ** 20
+    except ImportError:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    raise RuntimeError("cannot read the RSS of this process")
+
+
+def sample():
+    gc.collect()  # count what is still referenced, not garbage to come
+    return round(rss_mb(), 1)
+
+
+def growth(samples, warmup_fraction):
+    """RSS at the end minus RSS at the end of the warm-up samples."""
+    start = max(1, int(round(len(samples) * warmup_fraction)))
+    return round(samples[-1] - samples[start - 1], 1)
+
+
+def detection_images(config, count, seed=0):
+    """`count` distinct shapes images in a few sizes around the model's."""
+    side = config.IMAGE_MAX_DIM
+    # The shapes generator needs sides over 40 pixels.
+    sizes = [(side, side), (side * 3 // 4, side), (side, side * 3 // 4),
+             (side * 5 // 4, side)]
+    images = []
+    for size_index, (height, width) in enumerate(sizes):
+        dataset = ShapesDataset()
+        dataset.load_shapes(count // len(sizes) + 1, height, width,
+                            seed=seed + size_index)
+        dataset.prepare()
+        images += [dataset.load_image(i) for i in dataset.image_ids]
+    rng = np.random.default_rng(seed)
+    return [images[i] for i in rng.permutation(len(images))[:count]]
+
+
+def soak_detect(config, model_dir, count, interval):
+    inference_config = config.__class__()
+    inference_config.IMAGES_PER_GPU = 1
+    inference_config.BATCH_SIZE = 1
+    model = modellib.MaskRCNN("inference", inference_config, model_dir)
+    # Few distinct images cycled: the arrays themselves stay constant.
+    images = detection_images(config, min(count, 64))
+    samples = [sample()]
+    start = time.perf_counter()
+    for i in range(count):
+        model.detect([images[i % len(images)]])
+        if (i + 1) % interval == 0:
+            samples.append(sample())
+            print("detect {:5d}  rss {:8.1f} MB".format(i + 1, samples[-1]),
+                  file=sys.stderr, flush=True)
+    seconds = time.perf_counter() - start
+    traces = model._detect_fn.experimental_get_tracing_count()
+    return samples, seconds / count, traces
+
+
+class RssEvery(keras.callbacks.Callback):
+    """Samples RSS every `interval` training steps (over all epochs)."""
+
+    def __init__(self, interval):
+        super().__init__()
+        self.interval = interval
+        self.steps = 0
+        self.samples = []
+        self.started = None
+
+    def on_train_begin(self, logs=None):
+        self.samples.append(sample())
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.steps % self.interval == 0:
+            self.samples.append(sample())
+            print("train  {:5d}  rss {:8.1f} MB".format(
+                self.steps, self.samples[-1]), file=sys.stderr, flush=True)
+
+
+def soak_train(config, model_dir, steps, interval):
+    # Epochs of `interval` steps: a checkpoint and a feed reshuffle each.
+    config = config.__class__()
+    config.STEPS_PER_EPOCH = interval
+    dataset = ShapesDataset()
+    side = config.IMAGE_MAX_DIM
+    dataset.load_shapes(4 * config.BATCH_SIZE, side, side, seed=1,
+                        max_shapes=3)
+    dataset.prepare()
+    model = modellib.MaskRCNN("training", config, model_dir)
+    recorder = RssEvery(interval)
+    epochs = max(1, steps // interval)
+    model.train(dataset, None, learning_rate=0.005, epochs=epochs,
+                layers="all", workers=1, custom_callbacks=[recorder])
+    seconds = time.perf_counter() - recorder.started
+    return recorder.samples, seconds / (epochs * interval)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--interval", type=int, default=0,
+                        help="images/steps between samples (default: a "
+                        "tenth of each phase)")
+    parser.add_argument("--warmup-fraction", type=float, default=0.2)
+    args = parser.parse_args()
+    config = SIZES[args.size]()
+    start_rss = sample()
+    with tempfile.TemporaryDirectory() as model_dir:
+        detect_samples, detect_s, traces = soak_detect(
+            config, model_dir, args.images,
+            args.interval or max(1, args.images // 10))
+        train_samples, step_s = soak_train(
+            config, model_dir, args.steps,
+            args.interval or max(1, args.steps // 10))
+    print(json.dumps({
+        "size": args.size,
+        "images": args.images,
+        "steps": args.steps,
+        "rss_start_mb": start_rss,
+        "detect_rss_mb": detect_samples,
+        "detect_growth_mb": growth(detect_samples, args.warmup_fraction),
+        "detect_ms_per_image": round(1000 * detect_s, 1),
+        "detect_traces": int(traces),
+        "train_rss_mb": train_samples,
+        "train_growth_mb": growth(train_samples, args.warmup_fraction),
+        "train_ms_per_step": round(1000 * step_s, 1),
+        "warmup_fraction": args.warmup_fraction,
+        "cpus_allowed": len(os.sched_getaffinity(0)),
+    }))
+
+
+if __name__ == "__main__":
+    main()

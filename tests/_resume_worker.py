@@ -1,0 +1,172 @@
+"""Subprocess for tests/test_resume.py: a training run that can be killed.
+
+Two modes:
+
+``train MODEL_DIR --epochs E [--pause-epoch N --marker PATH]``
+    Trains a tiny shapes model to epoch E, resuming from
+    ``model.find_last()`` when a checkpoint exists (the way a user restarts
+    an interrupted run). With --pause-epoch, the first run that reaches the
+    middle of epoch N (1-based) writes PATH and sleeps, so the test can
+    SIGKILL it there; a run that finds PATH already present goes on. Prints
+    one ``RECORD {json}`` line when training starts and one when it ends.
+
+``save-hang PATH --marker MARKER``
+    Saves a small Keras model with mrcnn.weights.save_weights, but stops
+    halfway through writing (the temporary file half written), writes
+    MARKER and sleeps: a kill during a checkpoint write.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                ".."))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn import weights as weights_io  # noqa: E402
+from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+
+LEARNING_RATE = 0.02
+HANG_SECONDS = 600  # far longer than any test waits
+
+
+class ResumeConfig(ShapesConfig):
+    NAME = "resume"
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    TOP_DOWN_PYRAMID_SIZE = 32
+    RPN_CONV_DEPTH = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CONV_DEPTH = 16
+    POST_NMS_ROIS_TRAINING = 64
+    POST_NMS_ROIS_INFERENCE = 32
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 4
+    MINI_MASK_SHAPE = (14, 14)
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 0
+
+
+def record(kind, **values):
+    """One machine-readable line on stdout, flushed (the run may be
+    killed right after)."""
+    print("RECORD " + json.dumps(dict(values, kind=kind)), flush=True)
+
+
+class PauseMidEpoch(keras.callbacks.Callback):
+    """Before the second step of epoch `pause_epoch` (1-based), writes the
+    marker and sleeps, unless the marker is already there."""
+
+    def __init__(self, pause_epoch, marker):
+        super().__init__()
+        self.pause_epoch = pause_epoch
+        self.marker = marker
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch != self.pause_epoch or batch != 1:
+            return
+        if os.path.exists(self.marker):
+            return
+        with open(self.marker, "w") as f:
+            f.write("paused in epoch {} before step {}\n".format(self.epoch,
+                                                                batch + 1))
+        time.sleep(HANG_SECONDS)
+
+
+class RecordEpochs(keras.callbacks.Callback):
+    """Records the epochs run and the optimizer's learning rate."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+        self.learning_rates = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch + 1)
+        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        self.learning_rates.append(float(rate))
+
+
+def train(args):
+    config = ResumeConfig()
+    dataset = ShapesDataset()
+    dataset.load_shapes(2, 64, 64, seed=7, max_shapes=2)
+    dataset.prepare()
+    model = modellib.MaskRCNN("training", config, args.model_dir)
+    try:
+        resumed_from = model.find_last()
+    except FileNotFoundError:
+        resumed_from = None
+    if resumed_from:
+        model.load_weights(resumed_from, by_name=True)
+    record("start", resumed_from=resumed_from, initial_epoch=model.epoch,
+           log_dir=model.log_dir, checkpoint_path=model.checkpoint_path)
+    callbacks = [RecordEpochs()]
+    if args.pause_epoch:
+        callbacks.append(PauseMidEpoch(args.pause_epoch, args.marker))
+    history = model.train(dataset, None, learning_rate=LEARNING_RATE,
+                          epochs=args.epochs, layers="all", workers=1,
+                          custom_callbacks=callbacks)
+    record("end", history_epochs=[e + 1 for e in history.epoch],
+           epochs_begun=callbacks[0].epochs,
+           learning_rates=callbacks[0].learning_rates,
+           final_epoch=model.epoch, log_dir=model.log_dir,
+           losses=[float(v) for v in history.history["loss"]])
+
+
+def save_hang(args):
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(64)(inputs))
+    real_save = model.save_weights
+
+    def save_then_hang(filepath, *a, **kw):
+        real_save(filepath, *a, **kw)
+        # What a kill leaves mid-write: a partial file at the temporary name.
+        size = os.path.getsize(filepath)
+        with open(filepath, "r+b") as f:
+            f.truncate(size // 2)
+        with open(args.marker, "w") as f:
+            f.write(os.path.basename(filepath) + "\n")
+        time.sleep(HANG_SECONDS)
+
+    model.save_weights = save_then_hang
+    weights_io.save_weights(model, args.path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    p = modes.add_parser("train")
+    p.add_argument("model_dir")
+    p.add_argument("--epochs", type=int, required=True)
+    p.add_argument("--pause-epoch", type=int, default=0)
+    p.add_argument("--marker")
+    p = modes.add_parser("save-hang")
+    p.add_argument("path")
+    p.add_argument("--marker", required=True)
+    args = parser.parse_args(argv)
+    np.random.seed(0)
+    if args.mode == "train":
+        if args.pause_epoch and not args.marker:
+            parser.error("--pause-epoch needs --marker")
+        train(args)
+    else:
+        save_hang(args)
+
+
+if __name__ == "__main__":
+    main()

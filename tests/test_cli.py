@@ -1,0 +1,384 @@
+"""The `mrcnn` command line end to end on tiny datasets the tests write:
+check-dataset, train, detect and evaluate (in-process through
+mrcnn.cli.main), plus `python -m mrcnn --help` through the entry point."""
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+import skimage.draw
+import skimage.io
+from pycocotools import mask as mask_utils
+
+from mrcnn import cli, utils
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# --set overrides for a model that trains two steps on a CPU in seconds.
+TINY_SETTINGS = {
+    "BACKBONE": "resnet18", "IMAGES_PER_GPU": 1,
+    "IMAGE_MIN_DIM": 64, "IMAGE_MAX_DIM": 64,
+    "RPN_ANCHOR_SCALES": [8, 16, 32, 64, 128], "TOP_DOWN_PYRAMID_SIZE": 32,
+    "RPN_CONV_DEPTH": 32, "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
+    "MASK_HEAD_CONV_DEPTH": 16, "PRE_NMS_LIMIT": 500,
+    "POST_NMS_ROIS_TRAINING": 64, "POST_NMS_ROIS_INFERENCE": 32,
+    "TRAIN_ROIS_PER_IMAGE": 16, "RPN_TRAIN_ANCHORS_PER_IMAGE": 32,
+    "MAX_GT_INSTANCES": 4, "DETECTION_MAX_INSTANCES": 8,
+    "MINI_MASK_SHAPE": [14, 14],
+}
+RUN_NAME = "tinycli"
+# Image sizes (height, width) of the fixture's subsets: not square, and
+# different within a subset, so that "mask of the image's size" means
+# something.
+SUBSET_SIZES = {"train": [(64, 80), (64, 80), (72, 56)],
+                "val": [(64, 80), (72, 56)]}
+
+
+def tiny_set_args():
+    args = []
+    for key, value in TINY_SETTINGS.items():
+        args += ["--set", "{}={}".format(key, json.dumps(value))]
+    return args
+
+
+def run_cli(argv):
+    """(exit status, stdout) of mrcnn.cli.main(argv), run in-process."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.main(argv)
+    return status, out.getvalue()
+
+
+############################################################
+#  Fixtures: tiny VIA and COCO datasets
+############################################################
+
+def draw_square_image(rng, height, width):
+    """An image with one bright square on a dark background, and the
+    square's polygon (VIA point lists)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[:] = rng.integers(0, 80, 3)
+    size = int(rng.integers(16, 26))
+    top = int(rng.integers(2, height - size - 2))
+    left = int(rng.integers(2, width - size - 2))
+    xs = [left, left + size, left + size, left]
+    ys = [top, top, top + size, top + size]
+    rows, cols = skimage.draw.polygon(ys, xs, (height, width))
+    image[rows, cols] = rng.integers(170, 256, 3)
+    return image, xs, ys
+
+
+def write_via_subset(folder, sizes, seed):
+    """PNG images and a VIA 2.x via_region_data.json, one square each."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    entries = {}
+    for i, (height, width) in enumerate(sizes):
+        image, xs, ys = draw_square_image(rng, height, width)
+        name = "img{}.png".format(i)
+        path = os.path.join(folder, name)
+        skimage.io.imsave(path, image, check_contrast=False)
+        size = os.path.getsize(path)
+        entries[name + str(size)] = {
+            "filename": name, "size": size, "file_attributes": {},
+            "regions": [{"shape_attributes": {
+                "name": "polygon", "all_points_x": xs, "all_points_y": ys},
+                "region_attributes": {}}]}
+    with open(os.path.join(folder, "via_region_data.json"), "w") as f:
+        json.dump(entries, f)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def via_root(tmp_path_factory):
+    """A VIA dataset folder with train/ and val/ subsets."""
+    root = tmp_path_factory.mktemp("via")
+    for seed, (subset, sizes) in enumerate(SUBSET_SIZES.items()):
+        write_via_subset(str(root / subset), sizes, seed)
+    return root
+
+
+def write_coco(folder, images, annotations, categories):
+    os.makedirs(os.path.join(folder, "images"), exist_ok=True)
+    path = os.path.join(folder, "annotations.json")
+    with open(path, "w") as f:
+        json.dump({"images": images, "annotations": annotations,
+                   "categories": categories}, f)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(via_root, tmp_path_factory):
+    """`mrcnn train` for 1 epoch of 2 steps from random weights: the logs
+    folder, the JSON line it printed and its checkpoint."""
+    logs = str(tmp_path_factory.mktemp("logs"))
+    status, out = run_cli([
+        "train", "--dataset", str(via_root), "--format", "via",
+        "--train-subset", "train", "--val-subset", "val",
+        "--weights", "none", "--epochs", "1", "--steps", "2",
+        "--layers", "all", "--logs", logs, "--name", RUN_NAME,
+    ] + tiny_set_args())
+    assert status == 0, out[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    return {"logs": logs, "summary": summary,
+            "checkpoint": summary["checkpoint"]}
+
+
+@pytest.fixture(scope="module")
+def confident_checkpoint(trained):
+    """A copy of the trained checkpoint whose classifier calls every ROI an
+    object (class 1 logit bias +20), so detect/evaluate have detections to
+    write whatever two random steps learned. Same run folder, so the CLI
+    finds run_config.json."""
+    path = os.path.join(os.path.dirname(trained["checkpoint"]),
+                        "confident.weights.h5")
+    shutil.copy(trained["checkpoint"], path)
+    with h5py.File(path, "r+") as f:
+        bias = find_layer_variable(f, "mrcnn_class_logits", "1")
+        bias[...] = np.array([0.0, 20.0], bias.dtype)
+    return path
+
+
+def find_layer_variable(h5file, layer_name, index):
+    """The dataset of variable `index` of the layer named layer_name in a
+    Keras 3 .weights.h5 file (its vars group carries the layer name)."""
+    found = []
+
+    def visit(name, obj):
+        if name.endswith("/vars") and obj.attrs.get("name") == layer_name:
+            found.append(obj[index])
+    h5file.visititems(visit)
+    assert len(found) == 1, "layer {} not in the file".format(layer_name)
+    return found[0]
+
+
+############################################################
+#  Entry point
+############################################################
+
+def test_python_dash_m_mrcnn_help_lists_the_commands():
+    done = subprocess.run([sys.executable, "-m", "mrcnn", "--help"],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    for command in ("train", "detect", "evaluate", "check-dataset"):
+        assert command in done.stdout
+
+
+def test_unknown_command_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["fly"])
+    assert exit_info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+############################################################
+#  check-dataset
+############################################################
+
+def test_check_dataset_passes_a_good_dataset(via_root):
+    status, out = run_cli(["check-dataset", str(via_root / "val")])
+    assert status == 0, out
+    assert "0 error(s)" in out
+
+
+def test_check_dataset_passes_the_balloon_val_set(balloon_path):
+    status, out = run_cli(["check-dataset", str(balloon_path / "val")])
+    assert status == 0, out
+    assert not [line for line in out.splitlines()
+                if line.startswith("ERROR")]
+
+
+def test_check_dataset_lists_each_broken_via_region_by_file(via_root,
+                                                           tmp_path):
+    folder = str(tmp_path / "broken")
+    shutil.copytree(str(via_root / "train"), folder)
+    json_path = os.path.join(folder, "via_region_data.json")
+    with open(json_path) as f:
+        entries = json.load(f)
+    first, second, third = sorted(entries, key=lambda k: entries[k]["filename"])
+    entries[first]["filename"] = "gone.png"
+    entries[second]["regions"][0]["shape_attributes"]["all_points_x"][1] = \
+        float("nan")
+    entries[third]["regions"][0]["shape_attributes"]["all_points_x"] = [1, 2]
+    with open(json_path, "w") as f:
+        json.dump(entries, f)
+
+    status, out = run_cli(["check-dataset", folder])
+    assert status == 1
+    errors = [line for line in out.splitlines() if line.startswith("ERROR")]
+    assert any("gone.png" in line and "not found" in line for line in errors)
+    assert any("img1.png" in line and "NaN" in line for line in errors)
+    assert any("img2.png" in line and "2 x but 4 y" in line
+               for line in errors)
+
+
+def test_check_dataset_lists_broken_coco_annotations(tmp_path):
+    folder = str(tmp_path / "coco")
+    json_path = write_coco(
+        folder,
+        images=[{"id": 1, "file_name": "a.png", "height": 32, "width": 40},
+                {"id": 2, "file_name": "missing.png", "height": 32,
+                 "width": 40}],
+        annotations=[
+            {"id": 1, "image_id": 1, "category_id": 9, "iscrowd": 0,
+             "segmentation": [[1, 1, 10, 1, 10, 10]]},
+            {"id": 2, "image_id": 7, "category_id": 5, "iscrowd": 0,
+             "segmentation": [[1, 1, 10, 1, 10, 10]]}],
+        categories=[{"id": 5, "name": "thing"}])
+    image = np.random.default_rng(0).integers(0, 255, (32, 40, 3))
+    skimage.io.imsave(os.path.join(folder, "images", "a.png"),
+                      image.astype(np.uint8), check_contrast=False)
+
+    status, out = run_cli(["check-dataset", json_path])
+    assert status == 1
+    errors = [line for line in out.splitlines() if line.startswith("ERROR")]
+    assert any("missing.png" in line and "not found" in line
+               for line in errors)
+    assert any("a.png" in line and "unknown category id 9" in line
+               for line in errors)
+    assert any("annotations.json" in line and "unknown image id 7" in line
+               for line in errors)
+    assert "3 error(s)" in out
+
+
+def test_check_dataset_of_a_missing_path_reports_it(tmp_path):
+    missing = str(tmp_path / "nowhere")
+    status, out = run_cli(["check-dataset", missing])
+    assert status == 1
+    assert "ERROR: {}: dataset path not found".format(missing) in out
+
+
+############################################################
+#  train
+############################################################
+
+def test_train_writes_checkpoint_and_run_config(trained):
+    checkpoint = trained["checkpoint"]
+    assert os.path.isfile(checkpoint)
+    assert re.search(r"mask_rcnn_{}_0001\.weights\.h5$".format(RUN_NAME),
+                     checkpoint)
+    assert os.path.dirname(os.path.dirname(checkpoint)) == trained["logs"]
+    assert trained["summary"]["epochs"] == 1
+    with open(os.path.join(os.path.dirname(checkpoint),
+                           cli.RUN_CONFIG)) as f:
+        run = json.load(f)
+    assert run["name"] == RUN_NAME
+    # VIA regions without a class attribute are the default class.
+    assert run["class_names"] == ["BG", "object"]
+    for key, value in TINY_SETTINGS.items():
+        assert run["overrides"][key] == value
+    assert run["overrides"]["STEPS_PER_EPOCH"] == 2
+
+
+def test_train_rejects_a_bad_override_naming_it(via_root, tmp_path, capsys):
+    status = cli.main(["train", "--dataset", str(via_root), "--format", "via",
+                       "--train-subset", "train", "--weights", "none",
+                       "--epochs", "1", "--logs", str(tmp_path),
+                       "--set", "IMAGE_MAX_DIM=100"])
+    assert status == 2
+    assert "IMAGE_MAX_DIM" in capsys.readouterr().err
+    assert not os.listdir(str(tmp_path))  # no run folder was started
+
+
+def test_train_with_unreachable_coco_weights_says_what_to_fetch(
+        via_root, tmp_path, capsys, monkeypatch):
+    def offline(path, verbose=1):
+        raise utils.WeightsDownloadError(
+            "Could not download the COCO weights (offline). Download the "
+            "file by hand and save it as {}".format(path))
+    monkeypatch.setattr(utils, "download_trained_weights", offline)
+    status = cli.main(["train", "--dataset", str(via_root), "--format", "via",
+                       "--train-subset", "train", "--weights", "coco",
+                       "--epochs", "1", "--logs", str(tmp_path)])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "mask_rcnn_coco.h5" in err and "by hand" in err
+
+
+############################################################
+#  detect and evaluate
+############################################################
+
+def test_detect_writes_pngs_and_coco_results_of_image_size(
+        confident_checkpoint, trained, via_root, tmp_path):
+    images = [str(via_root / "val" / name) for name in ("img0.png",
+                                                        "img1.png")]
+    out_dir = str(tmp_path / "detections")
+    status, out = run_cli(["detect", "--weights", confident_checkpoint,
+                           "--logs", trained["logs"], "--out", out_dir]
+                          + images)
+    assert status == 0, out
+    summary = json.loads(out.strip().splitlines()[-1])
+    with open(summary["results"]) as f:
+        results = json.load(f)
+    assert summary["images"] == 2
+    assert summary["detections"] == len(results)
+    for index, path in enumerate(images):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        png = skimage.io.imread(os.path.join(out_dir,
+                                             stem + "_detections.png"))
+        assert png.ndim == 3 and png.shape[-1] in (3, 4)
+        height, width = skimage.io.imread(path).shape[:2]
+        entries = [r for r in results if r["file_name"] == path]
+        assert entries, "no detection written for {}".format(path)
+        assert len(entries) <= TINY_SETTINGS["DETECTION_MAX_INSTANCES"]
+        for entry in entries:
+            assert entry["image_id"] == index
+            assert entry["category_id"] == 1
+            assert entry["category_name"] == "object"
+            assert 0.0 <= entry["score"] <= 1.0
+            mask = mask_utils.decode(entry["segmentation"])
+            assert mask.shape == (height, width)
+            x, y, w, h = entry["bbox"]
+            assert 0 <= x and x + w <= width and 0 <= y and y + h <= height
+            # The mask is pasted inside its box.
+            outside = mask.astype(bool).copy()
+            outside[y:y + h, x:x + w] = False
+            assert not outside.any()
+
+
+def test_evaluate_prints_bbox_and_segm_metrics(confident_checkpoint, trained,
+                                               via_root):
+    status, out = run_cli(["evaluate", "--weights", confident_checkpoint,
+                           "--logs", trained["logs"], "--dataset",
+                           str(via_root), "--format", "via",
+                           "--subset", "val"])
+    assert status == 0, out
+    metrics = json.loads(out.strip().splitlines()[-1])
+    assert metrics["num_images"] == len(SUBSET_SIZES["val"])
+    for iou_type in ("bbox", "segm"):
+        values = metrics[iou_type]
+        # Every image has ground truth and detections: AP is defined.
+        for name in ("AP", "AP50", "AR100"):
+            assert 0.0 <= values[name] <= 1.0, (iou_type, name, values)
+        assert set(values["per_class"]) == {"object"}
+    assert 0.0 <= metrics["mAP50"] <= 1.0
+
+
+def test_detect_without_run_config_or_class_names_is_a_clean_error(
+        trained, tmp_path, capsys):
+    lone = str(tmp_path / "lone.weights.h5")
+    shutil.copy(trained["checkpoint"], lone)
+    status = cli.main(["detect", "--weights", lone, "--logs", str(tmp_path),
+                       "whatever.png"])
+    assert status == 2
+    assert "--class-names" in capsys.readouterr().err
+
+
+def test_detect_with_a_broken_weights_file_names_it(tmp_path, capsys):
+    broken = tmp_path / "broken.h5"
+    broken.write_text("<html>not weights</html>")
+    status = cli.main(["detect", "--weights", str(broken), "--class-names",
+                       "a", "--logs", str(tmp_path), "x.png"]
+                      + tiny_set_args())
+    assert status == 2
+    assert "broken.h5" in capsys.readouterr().err
