@@ -7,7 +7,8 @@ photos do), then trains for --steps steps, sampling the resident set size
 of each phase (traces, caches, allocator pools) RSS should stay flat:
 
 * detect_growth_mb / train_growth_mb: RSS at the end minus RSS at the end
-  of the warm-up, in MB;
+  of the warm-up, in MB, and the same as a least-squares slope
+  (detect_slope_mb_per_1000_images, train_slope_mb_per_100_steps);
 * detect_traces: how many times the detect tf.function was traced (a count
   that grows with the images means retracing, a classic leak);
 * detect_rss_mb / train_rss_mb: the samples, for a closer look.
@@ -17,6 +18,7 @@ of each phase (traces, caches, allocator pools) RSS should stay flat:
     python benchmarks/soak.py --images 200 --steps 40   # a quick look
 """
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -84,10 +86,24 @@ def sample():
     return round(rss_mb(), 1)
 
 
-def growth(samples, warmup_fraction):
-    """RSS at the end minus RSS at the end of the warm-up samples."""
+def after_warmup(samples, warmup_fraction):
+    """The samples from the end of the warm-up on (at least two)."""
     start = max(1, int(round(len(samples) * warmup_fraction)))
-    return round(samples[-1] - samples[start - 1], 1)
+    return samples[min(start - 1, len(samples) - 2):]
+
+
+def growth(samples, warmup_fraction):
+    """RSS at the end minus RSS at the end of the warm-up, in MB."""
+    kept = after_warmup(samples, warmup_fraction)
+    return round(kept[-1] - kept[0], 1)
+
+
+def slope(samples, warmup_fraction, per_sample, per):
+    """Least-squares RSS growth after the warm-up, in MB per `per` units
+    (images or steps) when samples are `per_sample` units apart."""
+    kept = after_warmup(samples, warmup_fraction)
+    fit = np.polyfit(np.arange(len(kept)) * per_sample, kept, 1)
+    return round(float(fit[0]) * per, 2)
 
 
 def detection_images(config, count, seed=0):
@@ -178,27 +194,34 @@ def main():
     parser.add_argument("--warmup-fraction", type=float, default=0.2)
     args = parser.parse_args()
     config = SIZES[args.size]()
+    image_interval = args.interval or max(1, args.images // 10)
+    step_interval = args.interval or max(1, args.steps // 10)
     start_rss = sample()
-    with tempfile.TemporaryDirectory() as model_dir:
+    # Progress bars and logs go to stderr: stdout gets the JSON line only.
+    with tempfile.TemporaryDirectory() as model_dir, \
+            contextlib.redirect_stdout(sys.stderr):
         detect_samples, detect_s, traces = soak_detect(
-            config, model_dir, args.images,
-            args.interval or max(1, args.images // 10))
-        train_samples, step_s = soak_train(
-            config, model_dir, args.steps,
-            args.interval or max(1, args.steps // 10))
+            config, model_dir, args.images, image_interval)
+        train_samples, step_s = soak_train(config, model_dir, args.steps,
+                                           step_interval)
+    warmup = args.warmup_fraction
     print(json.dumps({
         "size": args.size,
         "images": args.images,
         "steps": args.steps,
         "rss_start_mb": start_rss,
         "detect_rss_mb": detect_samples,
-        "detect_growth_mb": growth(detect_samples, args.warmup_fraction),
+        "detect_growth_mb": growth(detect_samples, warmup),
+        "detect_slope_mb_per_1000_images": slope(
+            detect_samples, warmup, image_interval, 1000),
         "detect_ms_per_image": round(1000 * detect_s, 1),
         "detect_traces": int(traces),
         "train_rss_mb": train_samples,
-        "train_growth_mb": growth(train_samples, args.warmup_fraction),
+        "train_growth_mb": growth(train_samples, warmup),
+        "train_slope_mb_per_100_steps": slope(
+            train_samples, warmup, step_interval, 100),
         "train_ms_per_step": round(1000 * step_s, 1),
-        "warmup_fraction": args.warmup_fraction,
+        "warmup_fraction": warmup,
         "cpus_allowed": len(os.sched_getaffinity(0)),
     }))
 

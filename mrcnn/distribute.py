@@ -19,10 +19,14 @@ GPUs per worker, one per CPU-only worker) so that each replica gets
 IMAGES_PER_GPU images. Batch normalization (TRAIN_BN True) uses each
 replica's own batch statistics, as matterport's multi-GPU model did.
 
-The gradient: each replica computes the gradient of its share of the mean
-loss; ``sum_over_replicas`` adds them up before clipping (see
-:class:`GlobalGradientSGD`), so a step on N replicas equals a step on one
-device with the same global batch.
+The gradient: each replica computes the gradient of its loss divided by
+the replica count; ``sum_over_replicas`` adds them up before clipping (see
+:class:`GlobalGradientSGD`), so the step is that of the mean of the
+replicas' losses. Each replica averages its losses over its own images'
+anchors and ROIs (as matterport's multi-GPU model did), so that mean equals
+the loss of the whole batch on one device when the images have equal counts
+of positive anchors and ROIs, and is close to it otherwise;
+tests/test_distribute.py checks that the two steps agree.
 """
 
 import json
@@ -81,6 +85,7 @@ def check_global_batch(config, strategy):
                                type(strategy).__name__))
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class GlobalGradientSGD(keras.optimizers.SGD):
     """SGD that receives gradients already summed over the replicas.
 

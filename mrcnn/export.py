@@ -295,22 +295,27 @@ def _valid_first(valid, *tensors):
 
 def _paste_mask(mask, box, image_hw):
     """utils.unmold_mask in TensorFlow: the mask resized to its box with
-    skimage's resize, thresholded at 0.5, pasted into an image-size frame.
+    skimage's resize, thresholded at 0.5, pasted into an image-size frame
+    (the part of the box inside the image).
 
     mask: float32 [h, w]; box: int32 (y1, x1, y2, x2); image_hw: int32 [2].
     Returns bool [H, W].
     """
     y1, x1, y2, x2 = tf.unstack(box)
+    top, left = tf.maximum(y1, 0), tf.maximum(x1, 0)
+    bottom = tf.minimum(y2, image_hw[0])
+    right = tf.minimum(x2, image_hw[1])
 
     def pasted():
         resized = resize_bilinear_like_skimage(mask[tf.newaxis], y2 - y1,
                                                x2 - x1)[0]
         # skimage returns float32 for a float32 mask: round, then compare.
         inside = tf.cast(resized, tf.float32) >= 0.5
-        return tf.pad(inside, [[y1, image_hw[0] - y2],
-                               [x1, image_hw[1] - x2]])
+        inside = inside[top - y1:bottom - y1, left - x1:right - x1]
+        return tf.pad(inside, [[top, image_hw[0] - bottom],
+                               [left, image_hw[1] - right]])
 
-    return tf.cond((y2 > y1) & (x2 > x1), pasted,
+    return tf.cond((bottom > top) & (right > left), pasted,
                    lambda: tf.zeros(image_hw, tf.bool))
 
 

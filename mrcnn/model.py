@@ -381,19 +381,52 @@ class MaskRCNN(object):
         return self._anchor_cache[key]
 
     def _predict(self, molded_images, image_metas, anchors):
-        """Runs the inference graph; one trace per input shape."""
-        if self._detect_fn is None:
-            model = self.keras_model
+        """Runs the inference graph.
 
-            @tf.function(reduce_retracing=True, jit_compile=False)
-            def detect_fn(images, metas, anchors):
-                outputs = model([images, metas, anchors], training=False)
-                return outputs[0], outputs[3]
-            self._detect_fn = detect_fn
+        Returns detections [B, DETECTION_MAX_INSTANCES, 6] and the mask
+        probabilities of each detection's own class [B, n, h, w], for the
+        first n detections of each image, n being the most real detections
+        of any image of the batch: the mask head skips the padding rows.
+        The graph is traced once per input shape
+        (self._detect_fn.experimental_get_tracing_count() counts traces).
+        """
+        if self._detect_fn is None:
+            self._detect_fn = self._build_detect_fn()
         detections, masks = self._detect_fn(
             tf.constant(molded_images), tf.constant(image_metas),
             tf.constant(anchors))
         return detections.numpy(), masks.numpy()
+
+    def _build_detect_fn(self):
+        """tf.function of the inference graph split in two around the mask
+        head, so that the head runs only on the real detections."""
+        model = self.keras_model
+        feature_maps = [model.get_layer("fpn_p{}".format(level)).output
+                        for level in (2, 3, 4, 5)]
+        detection_model = keras.Model(
+            model.inputs, [model.get_layer("mrcnn_detection").output]
+            + feature_maps)
+        mask_model = keras.Model(
+            [model.get_layer("detection_boxes").output, model.inputs[1]]
+            + feature_maps, model.get_layer("mrcnn_mask").output)
+
+        @tf.function(reduce_retracing=True, jit_compile=False)
+        def detect_fn(images, metas, anchors):
+            detections, *maps = detection_model([images, metas, anchors],
+                                                training=False)
+            detections = tf.cast(detections, tf.float32)
+            class_ids = tf.cast(detections[..., 4], tf.int32)
+            # Real detections come first, then zero rows (class 0). At
+            # least one row keeps the mask head's shapes non-empty.
+            count = tf.maximum(tf.reduce_max(tf.reduce_sum(
+                tf.cast(class_ids > 0, tf.int32), axis=1)), 1)
+            masks = mask_model([detections[:, :count, :4], metas] + maps,
+                               training=False)
+            # [B, n, h, w, classes] -> [B, n, h, w] of each row's class.
+            masks = tf.gather(tf.cast(masks, tf.float32),
+                              class_ids[:, :count], axis=4, batch_dims=2)
+            return detections, masks
+        return detect_fn
 
     def detect(self, images, verbose=0):
         """Runs detection on a list of images.

@@ -124,9 +124,8 @@ def paste_masks(masks, boxes, image_shape):
     """Pastes small per-box masks into full-size boolean masks.
 
     Same result as stacking utils.unmold_mask(mask, box, image_shape) of
-    each mask (up to float rounding on the 0.5 threshold); boxes reaching
-    outside the image are cropped to it, boxes without area give empty
-    masks.
+    each mask; boxes reaching outside the image are cropped to it, boxes
+    without area give empty masks.
 
     masks: [N, h, w] float in [0, 1], one per box.
     boxes: [N, (y1, x1, y2, x2)] int pixels in the target image.
@@ -146,18 +145,40 @@ def paste_masks(masks, boxes, image_shape):
     return np.moveaxis(full, 0, -1)
 
 
+# unmold_mask compares skimage's float32 output with 0.5. A float64 value
+# rounds to a float32 >= 0.5 exactly when it is >= 0.5 - 2**-26 (the
+# midpoint below 0.5, which rounds to the even 0.5), so comparing the
+# float64 interpolation with this bound needs no float32 copy.
+_FLOAT64_THRESHOLD = MASK_THRESHOLD - 2.0 ** -26
+# Output elements per matrix product: blocks this small stay in cache and
+# run on the calling thread (OpenBLAS threads only larger products, and its
+# threads spin badly on a busy machine).
+_BLOCK_ELEMENTS = 8192
+
+
 def _paste_one(mask, box, target):
     """Writes one thresholded, resized mask into target [H, W] (in place)."""
     y1, x1, y2, x2 = (int(v) for v in box)
-    if y2 <= y1 or x2 <= x1:
-        return
     # The part of the box inside the image.
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y2, target.shape[0]), min(x2, target.shape[1])
-    if bottom <= top or right <= left:
+    if y2 <= y1 or x2 <= x1 or bottom <= top or right <= left:
         return
-    resized = resize_mask(mask, y2 - y1, x2 - x1)
-    inside = resized[top - y1:bottom - y1, left - x1:right - x1]
-    # skimage returns float32 for a float32 mask: round before comparing.
-    target[top:bottom, left:right] = (inside.astype(np.float32)
-                                      >= MASK_THRESHOLD)
+    region = target[top:bottom, left:right]
+    mask = np.asarray(mask, dtype=np.float64)
+    # skimage clips its output to [mask.min(), mask.max()]: with the whole
+    # mask below (above) the threshold, the box is empty (full).
+    low, high = mask.min(), mask.max()
+    if high < _FLOAT64_THRESHOLD:
+        return
+    if low >= _FLOAT64_THRESHOLD:
+        region[...] = True
+        return
+    # Only the rows and columns of the box that are inside the image.
+    rows = linear_resize_matrix(y2 - y1, mask.shape[0])[top - y1:bottom - y1]
+    columns = mask @ linear_resize_matrix(
+        x2 - x1, mask.shape[1])[left - x1:right - x1].T
+    step = max(1, _BLOCK_ELEMENTS // columns.shape[1])
+    for start in range(0, rows.shape[0], step):
+        np.greater_equal(rows[start:start + step] @ columns,
+                         _FLOAT64_THRESHOLD, out=region[start:start + step])

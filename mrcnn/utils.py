@@ -422,9 +422,11 @@ def _warn_exif_rotation(path):
     _exif_warned.add(path)
     logging.warning(
         "%s has EXIF orientation %d: its pixels are used as stored, "
-        "unrotated. If it was annotated in a tool that rotates by EXIF "
-        "(web browsers, LabelMe), rotate the file itself first, e.g. with "
-        "PIL.ImageOps.exif_transpose or `exiftran -ai`.", path, orientation)
+        "unrotated, and its annotations must be in that frame. If it was "
+        "annotated on the rotated view (web browsers and LabelMe rotate by "
+        "EXIF), rotate the file itself (PIL.ImageOps.exif_transpose, "
+        "`exiftran -ai`) so that pixels and annotations agree.", path,
+        orientation)
 
 
 def _to_rgb_uint8(image, path):

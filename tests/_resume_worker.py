@@ -8,7 +8,8 @@ Two modes:
     an interrupted run). With --pause-epoch, the first run that reaches the
     middle of epoch N (1-based) writes PATH and sleeps, so the test can
     SIGKILL it there; a run that finds PATH already present goes on. Prints
-    one ``RECORD {json}`` line when training starts and one when it ends.
+    ``RECORD {json}`` lines when training starts, at each epoch's start
+    and when training ends.
 
 ``save-hang PATH --marker MARKER``
     Saves a small Keras model with mrcnn.weights.save_weights, but stops
@@ -96,9 +97,11 @@ class RecordEpochs(keras.callbacks.Callback):
         self.learning_rates = []
 
     def on_epoch_begin(self, epoch, logs=None):
+        rate = float(keras.ops.convert_to_numpy(
+            self.model.optimizer.learning_rate))
         self.epochs.append(epoch + 1)
-        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        self.learning_rates.append(float(rate))
+        self.learning_rates.append(rate)
+        record("epoch", epoch=epoch + 1, learning_rate=rate)
 
 
 def train(args):

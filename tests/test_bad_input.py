@@ -316,7 +316,8 @@ def test_crowd_class_ids_are_accepted():
 
 
 @pytest.mark.parametrize("image,pattern", [
-    (noise((64, 64, 4)), r"shape \(64, 64, 4\); expected \[height, width, 3\]"),
+    (noise((64, 64, 4)),
+     r"shape \(64, 64, 4\); expected \[height, width, 3\]"),
     (noise((64, 64)), r"shape \(64, 64\); expected"),
     (np.zeros((0, 64, 3), np.uint8), r"shape \(0, 64, 3\)"),
     (np.full((64, 64, 3), np.nan, np.float32), "NaN or infinite pixels"),

@@ -134,16 +134,21 @@ def trained(via_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def confident_checkpoint(trained):
-    """A copy of the trained checkpoint whose classifier calls every ROI an
-    object (class 1 logit bias +20), so detect/evaluate have detections to
-    write whatever two random steps learned. Same run folder, so the CLI
-    finds run_config.json."""
+    """A copy of the trained checkpoint that detects objects whatever two
+    random steps learned: the classifier calls every ROI an object (class 1
+    logit bias +20) and the box deltas are zero, so proposals are anchors
+    and detections are proposals (boxes with area, inside the image). Same
+    run folder, so the CLI finds run_config.json."""
     path = os.path.join(os.path.dirname(trained["checkpoint"]),
                         "confident.weights.h5")
     shutil.copy(trained["checkpoint"], path)
     with h5py.File(path, "r+") as f:
         bias = find_layer_variable(f, "mrcnn_class_logits", "1")
         bias[...] = np.array([0.0, 20.0], bias.dtype)
+        for layer in ("rpn_bbox_pred", "mrcnn_bbox_fc"):
+            for index in ("0", "1"):
+                variable = find_layer_variable(f, layer, index)
+                variable[...] = 0
     return path
 
 
@@ -204,7 +209,8 @@ def test_check_dataset_lists_each_broken_via_region_by_file(via_root,
     json_path = os.path.join(folder, "via_region_data.json")
     with open(json_path) as f:
         entries = json.load(f)
-    first, second, third = sorted(entries, key=lambda k: entries[k]["filename"])
+    first, second, third = sorted(entries,
+                                  key=lambda k: entries[k]["filename"])
     entries[first]["filename"] = "gone.png"
     entries[second]["regions"][0]["shape_attributes"]["all_points_x"][1] = \
         float("nan")

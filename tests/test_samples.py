@@ -134,11 +134,16 @@ def balloon_run(tmp_path_factory):
     checkpoint = model.find_last()
     model.load_weights(checkpoint, by_name=True)
     # Two random steps learn nothing: make the classifier call every ROI a
-    # balloon so that the splash has masks to keep in color.
+    # balloon, with zero box deltas (proposals are anchors, detections are
+    # proposals), so that the splash has instances to keep in color.
     layer = model.keras_model.get_layer("mrcnn_class_logits")
     kernel, bias = layer.get_weights()
     bias[:] = [0.0, 20.0]
     layer.set_weights([kernel, bias])
+    for layer in (model.keras_model.get_layer("rpn_model")
+                  .get_layer("rpn_bbox_pred"),
+                  model.keras_model.get_layer("mrcnn_bbox_fc")):
+        layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
     return {"root": root, "logs": logs, "checkpoint": checkpoint,
             "model": model}
 

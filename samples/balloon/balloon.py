@@ -188,10 +188,10 @@ def train_on(model, dataset_train, dataset_val, epochs=30, layers="heads",
     """train() on datasets that are already loaded."""
     print("Training network {} on {} images ({} for validation)".format(
         layers, dataset_train.num_images, dataset_val.num_images))
+    learning_rate = learning_rate or model.config.LEARNING_RATE
     return model.train(dataset_train, dataset_val,
-                       learning_rate=learning_rate or model.config.LEARNING_RATE,
-                       epochs=epochs, layers=layers,
-                       augmentation=augmentation)
+                       learning_rate=learning_rate, epochs=epochs,
+                       layers=layers, augmentation=augmentation)
 
 
 ############################################################
