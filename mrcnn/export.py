@@ -2,7 +2,7 @@
 
     model = MaskRCNN(mode="inference", config=config, model_dir=MODEL_DIR)
     model.load_weights(model.find_last(), by_name=True)
-    model.export("export/balloon")          # or export_saved_model(model, path)
+    model.export("export/balloon")   # = export_saved_model(model, path)
 
     served = tf.saved_model.load("export/balloon")
     out = served.signatures["serving_default"](images=tf.constant(batch))

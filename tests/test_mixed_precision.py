@@ -167,9 +167,11 @@ def test_bfloat16_detect_agrees_with_float32(bfloat16_trained, tmp_path):
             check_detect_structure(model.detect(images), images, config)
         molded, metas, _ = model.mold_inputs(images[:1])
         anchors = model.get_anchors(molded[0].shape)[np.newaxis]
-        rpn_class = keras.Model(model.keras_model.inputs,
-                                model.keras_model.get_layer("rpn_class").output)
-        scores[base] = np.asarray(rpn_class([molded, metas, anchors]))[..., 1]
+        rpn_class = keras.Model(
+            model.keras_model.inputs,
+            model.keras_model.get_layer("rpn_class").output)
+        scores[base] = np.asarray(
+            rpn_class([molded, metas, anchors]))[..., 1]
     difference = np.abs(scores[BFloat16Config] - scores[TinyConfig])
     # Errors compound over the layers: bounded on average, a little looser
     # for the few anchors near 0.5 where the sigmoid is steepest.
