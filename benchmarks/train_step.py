@@ -3,7 +3,8 @@
 ResNet50-FPN, 512x512 images, 2 images per step, every layer trained
 (SGD with momentum, as MaskRCNN.train compiles it), the default
 configuration otherwise with the anchor scales halved for the half-size
-images. Measured with keras_model.fit, as MaskRCNN.train runs it:
+images and ADD_GT_TO_PROPOSALS on (random weights propose nothing near
+the ground truth). Measured with keras_model.fit, as MaskRCNN.train runs it:
 
 * feed_steps_per_s: batches from the real data feed, MaskRCNNDataset over
   the synthetic shapes dataset (images drawn, resized, molded, RPN targets
@@ -49,7 +50,11 @@ def make_train_config(backbone="resnet50", size=512, images=2,
         RPN_ANCHOR_SCALES=tuple(int(s * scale)
                                 for s in Config.RPN_ANCHOR_SCALES),
         MIXED_PRECISION=mixed_precision, STEPS_PER_EPOCH=1,
-        VALIDATION_STEPS=1)
+        VALIDATION_STEPS=1,
+        # Random weights propose no box near the ground truth: without the
+        # GT boxes among the proposals (as torchvision always adds them)
+        # the heads would train on background ROIs only.
+        ADD_GT_TO_PROPOSALS=True)
     attributes.update(overrides)
     return type("TrainBenchConfig", (Config,), attributes)()
 

@@ -149,9 +149,11 @@ class MaskRCNN(object):
         their first checkpoint are passed over.
         """
         name = self.config.NAME.lower()
+        # NAME + timestamp exactly: "balloon" must not pick "balloon_big" runs.
+        run_dir = re.compile(re.escape(name) + r"\d{8}T\d{4}$")
         if os.path.isdir(self.model_dir):
             dir_names = sorted(d for d in os.listdir(self.model_dir)
-                               if d.startswith(name)
+                               if run_dir.match(d)
                                and os.path.isdir(os.path.join(self.model_dir, d)))
         else:
             dir_names = []
@@ -338,6 +340,12 @@ class MaskRCNN(object):
             raise ValueError("detect(): image {} is empty (shape {})".format(
                 index, image.shape))
         if image.dtype != np.uint8:
+            if np.issubdtype(image.dtype, np.integer) and image.size and (
+                    image.min() < 0 or image.max() > 255):
+                raise ValueError(
+                    "detect(): image {} has {} pixels from {} to {}; pass "
+                    "values in 0..255 (e.g. skimage.util.img_as_ubyte)".format(
+                        index, image.dtype, image.min(), image.max()))
             if not np.issubdtype(image.dtype, np.number):
                 raise ValueError("detect(): image {} has dtype {}".format(
                     index, image.dtype))
@@ -441,6 +449,12 @@ class MaskRCNN(object):
         """
         if self.mode != "inference":
             raise RuntimeError("Create the model in inference mode to detect.")
+        if isinstance(images, np.ndarray) and images.ndim == 3 \
+                and images.shape[-1] == self.config.IMAGE_CHANNEL_COUNT:
+            raise ValueError(
+                "detect() takes a list of images (or an [N, H, W, C] array); "
+                "got one image of shape {}: pass detect([image])".format(
+                    images.shape))
         images = list(images)
         if not images:
             return []

@@ -446,17 +446,11 @@ def test_detect_rejects_bad_images_by_index(detector, bad, pattern):
         detector.detect([noise((40, 40, 3)), bad])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model.py: detect() iterates a bare [H, W, 3] array as H grey images; "
-    "it should raise 'pass a list: detect([image])'"))
 def test_detect_refuses_a_single_image_not_in_a_list(detector):
     with pytest.raises(ValueError, match=r"detect\(\[image\]\)"):
         detector.detect(noise((6, 10, 3)))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model.py: detect() passes 16-bit pixel values (0..65535) through "
-    "unscaled; it should raise naming the image and the 0..255 range"))
 def test_detect_refuses_16_bit_pixels(detector):
     with pytest.raises(ValueError, match=r"image 0 .*0\.\.255"):
         detector.detect([noise((40, 40, 3), dtype=np.uint16, high=65536)])

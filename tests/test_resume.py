@@ -229,10 +229,6 @@ def test_kill_during_checkpoint_write_leaves_only_a_temporary(small_model,
     model.load_weights(last, by_name=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "MaskRCNN.find_last() matches run folders by name prefix, so config "
-    "'resume' also picks runs of 'resume_big'; it should match NAME + "
-    "YYYYmmddTHHMM exactly"))
 def test_find_last_ignores_configs_whose_name_extends_ours(small_model,
                                                            tmp_path):
     model = small_model

@@ -64,7 +64,11 @@ def read_image_size(path):
     except Exception:  # noqa: BLE001 - fall back to a full decode below
         pass
     try:
-        image = skimage.io.imread(path)
+        with warnings.catch_warnings():
+            # imageio probing its plugins on a non-image warns about
+            # deprecated ones; the error below says what went wrong.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            image = skimage.io.imread(path)
     except Exception as error:  # noqa: BLE001
         raise ValueError("cannot read image {}: {}".format(path, error)) \
             from error
