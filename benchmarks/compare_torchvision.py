@@ -53,7 +53,10 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TORCH_PYTHON = os.path.join(HERE, ".torch-venv", "bin", "python")
+# The torch virtualenv's interpreter (--torch-python or
+# $MRCNN_TORCH_PYTHON to use one elsewhere).
+TORCH_PYTHON = os.environ.get(
+    "MRCNN_TORCH_PYTHON", os.path.join(HERE, ".torch-venv", "bin", "python"))
 NUM_CLASSES = 81
 INFERENCE_SIZE = 1024
 TRAIN_SIZE = 512
@@ -227,16 +230,15 @@ def freeze_batch_norm(module):
 class TorchClient(object):
     """Starts the worker in the torch virtualenv and calls it."""
 
-    def __init__(self, threads):
-        if not os.path.exists(TORCH_PYTHON):
+    def __init__(self, threads, python=TORCH_PYTHON):
+        if not os.path.exists(python):
             raise SystemExit(
-                "compare_torchvision: no torch virtualenv at {}; create it "
-                "with: python3 -m venv benchmarks/.torch-venv && "
+                "compare_torchvision: no torch interpreter at {}; create the "
+                "virtualenv with: python3 -m venv benchmarks/.torch-venv && "
                 "benchmarks/.torch-venv/bin/pip install torch==2.14.1 "
-                "torchvision==0.29.1".format(os.path.dirname(
-                    os.path.dirname(TORCH_PYTHON))))
+                "torchvision==0.29.1".format(python))
         self.process = subprocess.Popen(
-            [TORCH_PYTHON, os.path.abspath(__file__), "--torch-worker",
+            [python, os.path.abspath(__file__), "--torch-worker",
              "--threads", str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -431,6 +433,8 @@ def main():
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--model-dir", default="/tmp/mrcnn_bench_logs")
+    parser.add_argument("--torch-python", default=TORCH_PYTHON,
+                        help="python of the virtualenv with torchvision")
     parser.add_argument("--torch-worker", action="store_true",
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -450,7 +454,7 @@ def main():
               "rpn_conv_depth": args.rpn_conv_depth,
               "load_average_before": [round(v, 2)
                                       for v in os.getloadavg()]}
-    torch = TorchClient(args.threads)
+    torch = TorchClient(args.threads, args.torch_python)
     configure_threads(args.threads)
     with tempfile.TemporaryDirectory() as work_dir:
         args.work_dir = work_dir

@@ -35,8 +35,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import numpy as np  # noqa: E402
-
 
 def make_train_config(backbone="resnet50", size=512, images=2,
                       num_classes=4, mixed_precision=None, **overrides):

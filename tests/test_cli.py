@@ -136,13 +136,17 @@ def trained(via_root, tmp_path_factory):
 def confident_checkpoint(trained):
     """A copy of the trained checkpoint that detects objects whatever two
     random steps learned: the classifier calls every ROI an object (class 1
-    logit bias +20) and the box deltas are zero, so proposals are anchors
+    logit bias +20, zero kernel) and the box deltas are zero, so proposals are anchors
     and detections are proposals (boxes with area, inside the image). Same
     run folder, so the CLI finds run_config.json."""
     path = os.path.join(os.path.dirname(trained["checkpoint"]),
                         "confident.weights.h5")
     shutil.copy(trained["checkpoint"], path)
     with h5py.File(path, "r+") as f:
+        # Zero kernel: the logits are the bias whatever the features (an
+        # untrained backbone in inference mode can give huge activations).
+        kernel = find_layer_variable(f, "mrcnn_class_logits", "0")
+        kernel[...] = 0
         bias = find_layer_variable(f, "mrcnn_class_logits", "1")
         bias[...] = np.array([0.0, 20.0], bias.dtype)
         for layer in ("rpn_bbox_pred", "mrcnn_bbox_fc"):
