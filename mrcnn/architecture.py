@@ -157,6 +157,7 @@ def build_training_graph(config):
         use_mini_mask=config.USE_MINI_MASK,
         bbox_std_dev=list(config.BBOX_STD_DEV),
         add_gt_to_proposals=config.ADD_GT_TO_PROPOSALS,
+        fill_with_negatives=config.ROI_FILL_WITH_NEGATIVES,
         name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
                                   input_gt_masks])
 

@@ -165,6 +165,11 @@ class Config(object):
     # torchvision and detectron2 do). Off in the original; helps training
     # from scratch, when the young RPN proposes few positives.
     ADD_GT_TO_PROPOSALS = False
+    # Fill all TRAIN_ROIS_PER_IMAGE slots with negatives beyond what
+    # ROI_POSITIVE_RATIO asks for (as torchvision's sampler) instead of zero
+    # padding. Off in the original; with trained head batch norm, zero
+    # padding skews the statistics that inference then uses.
+    ROI_FILL_WITH_NEGATIVES = False
     # None (float32), "mixed_float16" (GPU) or "mixed_bfloat16" (CPU).
     MIXED_PRECISION = None
 

@@ -39,14 +39,15 @@ def _split_crowds(gt_class_ids, gt_boxes, gt_masks):
 
 
 def _sample_rois(overlaps, crowd_overlaps, train_rois_per_image,
-                 roi_positive_ratio):
+                 roi_positive_ratio, fill_with_negatives=False):
     """Picks the positive and negative proposals to train on.
 
     overlaps: [N, G] IoU of proposals with the non-crowd GT boxes.
     crowd_overlaps: [N, C] IoU with the crowd boxes.
     Positives (IoU >= 0.5) are capped at int(T * ratio); negatives (IoU < 0.5
     and no crowd overlap) are then taken so that positives make up the ratio
-    of the ROIs, or, when there is no positive at all, fill all T slots.
+    of the ROIs, or, when there is no positive at all (or with
+    fill_with_negatives), fill all T slots.
     Returns: positive_ix [P] and negative_ix [M] proposal indices (int32),
     each a random subset.
     """
@@ -63,9 +64,12 @@ def _sample_rois(overlaps, crowd_overlaps, train_rois_per_image,
     # float64 so that e.g. 66 / 0.33 gives 200, not 199.99998.
     rois_for_ratio = tf.cast(
         tf.cast(positive_count, tf.float64) / roi_positive_ratio, tf.int32)
-    roi_count = tf.where(positive_count > 0,
-                         tf.minimum(rois_for_ratio, train_rois_per_image),
-                         train_rois_per_image)
+    if fill_with_negatives:
+        roi_count = train_rois_per_image
+    else:
+        roi_count = tf.where(positive_count > 0,
+                             tf.minimum(rois_for_ratio, train_rois_per_image),
+                             train_rois_per_image)
     negative_ix = tf.random.shuffle(negative_ix)[:roi_count - positive_count]
     return tf.cast(positive_ix, tf.int32), tf.cast(negative_ix, tf.int32)
 
@@ -98,7 +102,8 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
                             train_rois_per_image, roi_positive_ratio,
                             mask_shape, use_mini_mask,
                             bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                            add_gt_to_proposals=False):
+                            add_gt_to_proposals=False,
+                            fill_with_negatives=False):
     """Detection targets of one image.
 
     proposals: [N, (y1, x1, y2, x2)] normalized, zero-padded.
@@ -109,6 +114,10 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
     add_gt_to_proposals: also sample the (non-crowd) GT boxes themselves
         as proposals, so the heads see positives from the first step even
         while the RPN still proposes poorly (helps training from scratch).
+    fill_with_negatives: fill all T slots, taking more negatives than the
+        ratio asks for (as torchvision's sampler), so zero padding (and its
+        weight in trained batch norm statistics) only remains when there
+        are too few proposals.
     Returns, with T = train_rois_per_image, positives first, then negatives,
     then zero padding:
         rois: [T, (y1, x1, y2, x2)] normalized float32.
@@ -128,7 +137,7 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
     overlaps = overlaps_graph(proposals, gt_boxes)
     positive_ix, negative_ix = _sample_rois(
         overlaps, overlaps_graph(proposals, crowd_boxes),
-        train_rois_per_image, roi_positive_ratio)
+        train_rois_per_image, roi_positive_ratio, fill_with_negatives)
     positive_rois = tf.gather(proposals, positive_ix)
     negative_rois = tf.gather(proposals, negative_ix)
 
@@ -166,7 +175,8 @@ def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks,
         config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO,
         tuple(config.MASK_SHAPE), config.USE_MINI_MASK,
         tuple(float(v) for v in config.BBOX_STD_DEV),
-        getattr(config, "ADD_GT_TO_PROPOSALS", False))
+        getattr(config, "ADD_GT_TO_PROPOSALS", False),
+        getattr(config, "ROI_FILL_WITH_NEGATIVES", False))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -180,6 +190,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     bbox_std_dev: the box deltas are divided by it (Config.BBOX_STD_DEV).
     add_gt_to_proposals: sample the GT boxes as proposals too
         (Config.ADD_GT_TO_PROPOSALS).
+    fill_with_negatives: fill the T slots with negatives beyond the ratio
+        (Config.ROI_FILL_WITH_NEGATIVES).
 
     Inputs (a list):
         proposals: [batch, N, (y1, x1, y2, x2)] normalized, zero-padded.
@@ -194,7 +206,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape,
                  use_mini_mask, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 add_gt_to_proposals=False, **kwargs):
+                 add_gt_to_proposals=False, fill_with_negatives=False,
+                 **kwargs):
         # Box math stays float32 under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -204,6 +217,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.use_mini_mask = bool(use_mini_mask)
         self.bbox_std_dev = tuple(float(v) for v in bbox_std_dev)
         self.add_gt_to_proposals = bool(add_gt_to_proposals)
+        self.fill_with_negatives = bool(fill_with_negatives)
         if self.train_rois_per_image < 1:
             raise ValueError(
                 "DetectionTargetLayer: train_rois_per_image must be positive, "
@@ -229,7 +243,7 @@ class DetectionTargetLayer(keras.layers.Layer):
             return image_detection_targets(
                 *image_inputs, rois_count, self.roi_positive_ratio,
                 self.mask_shape, self.use_mini_mask, self.bbox_std_dev,
-                self.add_gt_to_proposals)
+                self.add_gt_to_proposals, self.fill_with_negatives)
 
         return list(tf.map_fn(
             targets_of_image, (proposals, gt_class_ids, gt_boxes, gt_masks),
@@ -260,5 +274,6 @@ class DetectionTargetLayer(keras.layers.Layer):
             "use_mini_mask": self.use_mini_mask,
             "bbox_std_dev": list(self.bbox_std_dev),
             "add_gt_to_proposals": self.add_gt_to_proposals,
+            "fill_with_negatives": self.fill_with_negatives,
         })
         return config

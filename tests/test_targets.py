@@ -373,3 +373,30 @@ def test_gt_boxes_join_the_proposals_when_asked():
     np.testing.assert_allclose(deltas[0, 0], 0, atol=1e-5)
     np.testing.assert_array_equal(masks[0, 0], np.ones([6, 6]))
     assert layer.get_config()["add_gt_to_proposals"] is True
+
+
+def test_fill_with_negatives_replaces_zero_padding():
+    """One positive among many negatives: the ratio alone keeps 1 + 1 ROIs
+    and pads the rest with zeros; filling keeps 1 positive + 5 negatives."""
+    rng = np.random.default_rng(0)
+    gt_box = np.array([0.1, 0.1, 0.4, 0.4], np.float32)
+    proposals = np.zeros([1, 12, 4], np.float32)
+    proposals[0, 0] = gt_box
+    corners = rng.uniform(0.5, 0.7, size=(9, 2)).astype(np.float32)
+    proposals[0, 1:10] = np.concatenate([corners, corners + 0.2], axis=1)
+    gt_class_ids = np.array([[2]], np.int32)
+    gt_boxes = gt_box[np.newaxis, np.newaxis]
+    gt_masks = np.ones([1, 8, 8, 1], bool)
+    counts = {}
+    for fill in (False, True):
+        layer = DetectionTargetLayer(6, 0.5, (4, 4), use_mini_mask=True,
+                                     fill_with_negatives=fill)
+        rois, class_ids, _, _ = [np.asarray(x) for x in layer(
+            [proposals, gt_class_ids, gt_boxes, gt_masks])]
+        real = np.abs(rois[0]).sum(-1) > 0
+        counts[fill] = (int((class_ids[0] > 0).sum()), int(real.sum()))
+        # Every real ROI is a proposal: positives first, then negatives.
+        assert class_ids[0, 0] == 2 and np.all(class_ids[0, 1:] == 0)
+    assert counts[False] == (1, 2)
+    assert counts[True] == (1, 6)
+    assert layer.get_config()["fill_with_negatives"] is True
