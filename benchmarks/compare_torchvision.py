@@ -15,8 +15,9 @@ intra-op threads, one op at a time; torch: torch.set_num_threads):
   inference_ratio = ours / torchvision (float32), inference_ratio_bf16 =
   ours with Config.MIXED_PRECISION = "mixed_bfloat16" / torchvision
   float32.
-* train: one SGD step (momentum 0.9, weight decay 1e-4, gradient clipping)
-  on a batch of 2 512x512 images of the synthetic shapes dataset (the same
+* train: one SGD step (learning rate 1e-4, momentum 0.9, weight decay
+  1e-4, gradient clipping; the losses of the timed steps are reported, to
+  show that they stay finite) on a batch of 2 512x512 images of the synthetic shapes dataset (the same
   images and instances for both), every layer trained, batch norm frozen
   on both (our TRAIN_BN False; torchvision's BatchNorm2d turned into its
   FrozenBatchNorm2d), 200 ROIs per image with 33% positives, the same
@@ -28,8 +29,9 @@ intra-op threads, one op at a time; torch: torch.set_num_threads):
   mask pasting) next to them.
 
 The architectures match: torchvision's RPN head conv has 256 channels, so
-ours is built with RPN_CONV_DEPTH 256 (matterport's default is 512; with
---with-rpn-512 the run also times that, as inference_ratio_rpn512).
+ours is built with RPN_CONV_DEPTH 256 for both comparisons (matterport's
+default is 512; with --with-rpn-512 the run also times that inference, as
+inference_ratio_rpn512).
 
 The runs of the two frameworks alternate (--rounds), so that the load of a
 shared machine weighs on both alike. torchvision runs in a separate
@@ -66,6 +68,9 @@ DETECTIONS = 100
 DETECTION_NMS = 0.3
 TRAIN_ROIS = 200
 POSITIVE_FRACTION = 0.33
+# Small enough that random weights do not diverge over the timed steps (a
+# NaN loss would make later steps cheaper: no valid box left).
+TRAIN_LEARNING_RATE = 1e-4
 
 
 ############################################################
@@ -152,7 +157,7 @@ class TorchWorker(object):
         return {name: round(1000 * statistics.median(values), 1)
                 for name, values in times.items()}
 
-    def train_setup(self, batch_path, size, anchor_sizes):
+    def train_setup(self, batch_path, size, anchor_sizes, learning_rate):
         import numpy as np
         import torchvision
         from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -183,8 +188,9 @@ class TorchWorker(object):
             box_positive_fraction=POSITIVE_FRACTION)
         freeze_batch_norm(model)
         self.model = model.train()
-        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.001,
-                                         momentum=0.9, weight_decay=1e-4)
+        self.optimizer = torch.optim.SGD(model.parameters(),
+                                         lr=learning_rate, momentum=0.9,
+                                         weight_decay=1e-4)
         return {}
 
     def train(self):
@@ -197,7 +203,7 @@ class TorchWorker(object):
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         self.optimizer.step()
         return {"seconds": time.perf_counter() - start,
-                "loss": float(loss)}
+                "loss": float(loss.detach())}
 
     def serve(self):
         for line in iter(sys.stdin.readline, ""):
@@ -358,7 +364,7 @@ def release_models():
     gc.collect()
 
 
-def training_batch(path, size):
+def training_batch(path, size, rpn_conv_depth):
     """Our training batch (MaskRCNNDataset) and the same images and
     instances for torchvision, saved to `path` (.npz)."""
     import numpy as np
@@ -368,7 +374,9 @@ def training_batch(path, size):
 
     config = make_train_config("resnet50", size, images=TRAIN_IMAGES,
                                TRAIN_ROIS_PER_IMAGE=TRAIN_ROIS,
-                               ROI_POSITIVE_RATIO=POSITIVE_FRACTION)
+                               ROI_POSITIVE_RATIO=POSITIVE_FRACTION,
+                               RPN_CONV_DEPTH=rpn_conv_depth,
+                               LEARNING_RATE=TRAIN_LEARNING_RATE)
     dataset = shapes_dataset(TRAIN_IMAGES, size, seed=1)
     feed = MaskRCNNDataset(dataset, config, shuffle=False,
                            steps=1, workers=1)
@@ -397,21 +405,36 @@ def training_batch(path, size):
 
 
 def compare_training(torch, args, report):
-    from train_step import (build_training_model, repeated_batch_feed,
-                            seconds_per_step)
+    from train_step import build_training_model, repeated_batch_feed
 
     batch_path = os.path.join(args.work_dir, "train_batch.npz")
-    config, batch = training_batch(batch_path, args.train_size)
+    config, batch = training_batch(batch_path, args.train_size,
+                                   args.rpn_conv_depth)
     torch.call("train_setup", batch_path=batch_path, size=args.train_size,
-               anchor_sizes=[int(s) for s in config.RPN_ANCHOR_SCALES])
+               anchor_sizes=[int(s) for s in config.RPN_ANCHOR_SCALES],
+               learning_rate=TRAIN_LEARNING_RATE)
     model = build_training_model(config, args.model_dir)
     memory = repeated_batch_feed(batch, 1)
-    seconds_per_step(model.keras_model, memory, 1)  # traces the step
-    torch.call("train")  # warm-up
+    ours_losses, theirs_losses = [], []
 
-    ours_ms, theirs_ms, ours_runs, theirs_runs = alternate(
-        lambda: 1000 * seconds_per_step(model.keras_model, memory, 1),
-        lambda: 1000 * torch.call("train")["seconds"], args.rounds)
+    def ours():
+        start = time.perf_counter()
+        history = model.keras_model.fit(memory, epochs=1, steps_per_epoch=1,
+                                        verbose=0, shuffle=False)
+        ours_losses.append(history.history["loss"][-1])
+        return 1000 * (time.perf_counter() - start)
+
+    def theirs():
+        answer = torch.call("train")
+        theirs_losses.append(answer["loss"])
+        return 1000 * answer["seconds"]
+
+    ours()  # traces the step
+    theirs()  # warm-up
+    ours_ms, theirs_ms, ours_runs, theirs_runs = alternate(ours, theirs,
+                                                           args.rounds)
+    report["ours_train_losses"] = [round(v, 3) for v in ours_losses]
+    report["torchvision_train_losses"] = [round(v, 3) for v in theirs_losses]
     report["ours_train_step_ms"] = round(ours_ms, 1)
     report["ours_train_step_runs_ms"] = [round(v, 1) for v in ours_runs]
     report["torchvision_train_step_ms"] = round(theirs_ms, 1)

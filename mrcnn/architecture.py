@@ -16,7 +16,8 @@ from mrcnn.detection import DetectionLayer
 from mrcnn.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
                                 DetectionBoxesLayer, IdentityLayer,
                                 NormBoxesLayer)
-from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
+from mrcnn.heads import (PositiveRois, build_fpn_mask_graph,
+                         fpn_classifier_graph)
 from mrcnn.losses import (MRCNNBboxLoss, MRCNNClassLoss, MRCNNMaskLoss,
                           RPNBboxLoss, RPNClassLoss)
 from mrcnn.rpn import ProposalLayer, build_rpn_model
@@ -163,8 +164,13 @@ def build_training_graph(config):
 
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = build_heads(
         rois, mrcnn_feature_maps, input_image_meta, config)
-    mrcnn_mask = build_mask_head(rois, mrcnn_feature_maps, input_image_meta,
-                                 config)
+    mask_rois = rois
+    if head_train_bn(config) is False:
+        # Same losses and gradients with the mask head on the positive ROIs
+        # alone (see PositiveRois); batch statistics would differ.
+        mask_rois = PositiveRois(name="mask_rois")([rois, target_class_ids])
+    mrcnn_mask = build_mask_head(mask_rois, mrcnn_feature_maps,
+                                 input_image_meta, config)
     output_rois = IdentityLayer(name="output_rois")(rois)
 
     losses = [

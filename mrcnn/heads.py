@@ -102,6 +102,30 @@ class BboxReshape(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRois(keras.layers.Layer):
+    """The first ROIs of each image, as many as the most positives of any
+    image of the batch (at least one):
+    [rois [batch, T, 4], target_class_ids [batch, T]] -> [batch, P, 4].
+
+    DetectionTargetLayer puts the positive ROIs first and the mask loss
+    reads those only, so in training the mask head needs no other row: with
+    its batch norm frozen, its loss and gradients are those of the whole
+    set, for a fraction of the work (the mask head is the costliest part of
+    a training step).
+    """
+
+    def call(self, inputs):
+        rois, target_class_ids = inputs
+        positives = tf.reduce_sum(tf.cast(target_class_ids > 0, tf.int32),
+                                  axis=1)
+        count = tf.maximum(tf.reduce_max(positives), 1)
+        return rois[:, :count]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], None, 4)
+
+
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn,
                   padding="valid"):
     """Per-ROI Conv2D + BatchNorm + ReLU on [batch, num_rois, h, w, c]."""

@@ -311,3 +311,64 @@ def test_many_detect_calls_do_not_grow_memory(tiny_model):
     growth = resident_mb() - before
     assert tiny_model._detect_fn.experimental_get_tracing_count() == traces
     assert growth < 40, "resident memory grew by {:.1f} MB".format(growth)
+
+
+############################################################
+#  Training: the mask head on the positive ROIs only
+############################################################
+
+class TinyTrainingConfig(TinyInferenceConfig):
+    NAME = "tiny_training"
+    TRAIN_BN = False  # every batch norm frozen, the heads' included
+    HEAD_TRAIN_BN = None
+    POST_NMS_ROIS_TRAINING = 64
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 4
+    MINI_MASK_SHAPE = (14, 14)
+    ADD_GT_TO_PROPOSALS = True  # positives from random weights
+
+
+def test_mask_head_on_positive_rois_keeps_loss_and_gradients(tmp_path):
+    import keras
+    import tensorflow as tf
+    from mrcnn import losses
+    from mrcnn.heads import PositiveRois
+
+    config = TinyTrainingConfig()
+    dataset = ShapesDataset()
+    dataset.load_shapes(2, 64, 64, seed=12, max_shapes=2)
+    dataset.prepare()
+    model = modellib.MaskRCNN("training", config, str(tmp_path))
+    km = model.keras_model
+    batch = modellib.MaskRCNNDataset(dataset, config, shuffle=False)[0]
+    maps = [km.get_layer("fpn_p%d" % level).output for level in (2, 3, 4, 5)]
+    rois, class_ids, _, target_masks = km.get_layer("proposal_targets").output
+    targets = keras.Model(km.inputs, [rois, class_ids, target_masks] + maps)
+    rois, class_ids, target_masks, *maps = targets(batch, training=False)
+    meta = tf.constant(batch["input_image_meta"])
+    # The mask head alone, from its ROIs to its output.
+    head = keras.Model([km.get_layer("mask_rois").output, km.inputs[1]]
+                       + [km.get_layer("fpn_p%d" % level).output
+                          for level in (2, 3, 4, 5)],
+                       km.get_layer("mrcnn_mask").output)
+
+    def loss_and_gradients(head_rois):
+        with tf.GradientTape() as tape:
+            tape.watch(maps)
+            predicted = head([head_rois, meta] + maps, training=True)
+            loss = losses.mrcnn_mask_loss_graph(target_masks, class_ids,
+                                                predicted)
+        gradients = tape.gradient(loss, head.trainable_weights + maps)
+        return loss.numpy(), [g.numpy() for g in gradients]
+
+    positive_rois = PositiveRois()([rois, class_ids])
+    positives = int(np.max(np.sum(class_ids.numpy() > 0, axis=1)))
+    assert 0 < positives == positive_rois.shape[1] < rois.shape[1]
+    full_loss, full_gradients = loss_and_gradients(rois)
+    loss, gradients = loss_and_gradients(positive_rois)
+    assert full_loss > 0
+    np.testing.assert_allclose(loss, full_loss, rtol=1e-5)
+    for got, expected in zip(gradients, full_gradients):
+        np.testing.assert_allclose(got, expected, rtol=1e-4,
+                                   atol=1e-6 * np.abs(expected).max())

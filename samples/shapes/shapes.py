@@ -26,7 +26,6 @@ class ShapesConfig(Config):
 
     BACKBONE = "resnet18"
     TRAIN_BN = True  # random init: batch norm must learn its statistics
-    HEAD_TRAIN_BN = False  # heads: same normalization in training and inference
     ADD_GT_TO_PROPOSALS = True  # positives for the heads from step one
     IMAGE_MIN_DIM = 128
     IMAGE_MAX_DIM = 128
@@ -39,7 +38,7 @@ class ShapesConfig(Config):
     POST_NMS_ROIS_TRAINING = 300
     POST_NMS_ROIS_INFERENCE = 100
     RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    TRAIN_ROIS_PER_IMAGE = 32
+    TRAIN_ROIS_PER_IMAGE = 16
     MAX_GT_INSTANCES = 8
     DETECTION_MAX_INSTANCES = 16
     DETECTION_MIN_CONFIDENCE = 0.7

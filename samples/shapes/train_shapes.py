@@ -47,7 +47,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="logs/shapes_demo",
                         help="directory for checkpoints, logs and the PNG")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=12,
+                        help="epochs in all; the last 3 at a tenth of the "
+                             "learning rate")
     parser.add_argument("--steps", type=int, default=None,
                         help="steps per epoch (default: the config's)")
     parser.add_argument("--train-images", type=int, default=500)
@@ -70,9 +72,8 @@ def main(argv=None):
     start = time.time()
     model = modellib.MaskRCNN(mode="training", config=config,
                               model_dir=args.out)
-    # Warm-up at a lower rate, then the full rate, then a lower rate again.
-    schedule = [(config.LEARNING_RATE / 10, 1),
-                (config.LEARNING_RATE, args.epochs - 1),
+    # The full rate, then a tenth of it for the last three epochs.
+    schedule = [(config.LEARNING_RATE, max(1, args.epochs - 3)),
                 (config.LEARNING_RATE / 10, args.epochs)]
     for learning_rate, epochs in schedule:
         if epochs > model.epoch:
