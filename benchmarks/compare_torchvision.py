@@ -335,6 +335,8 @@ def compare_inference(torch, image, args, report):
         report["torchvision_inference_runs_ms" + suffix] = [
             round(v, 1) for v in theirs_runs]
         report["inference_ratio" + suffix] = round(ours_ms / theirs_ms, 3)
+        report["inference_ratio_pairs" + suffix] = pair_ratios(ours_runs,
+                                                               theirs_runs)
         if name in ("float32", "bf16"):
             stages = StageProfiler(model).profile(image, args.stage_repeats)
             peak = gemm_peak_gflops(
@@ -345,6 +347,12 @@ def compare_inference(torch, image, args, report):
         release_models()
     report["torchvision_stages_ms"] = torch.call(
         "inference_stages", repeats=args.stage_repeats)
+
+
+def pair_ratios(ours_runs, theirs_runs):
+    """ours / theirs of each alternating pair: runs next to each other saw
+    about the same machine load, so these vary less than the times."""
+    return [round(a / b, 3) for a, b in zip(ours_runs, theirs_runs)]
 
 
 def with_peak_share(stages, peak):
@@ -441,6 +449,7 @@ def compare_training(torch, args, report):
     report["torchvision_train_step_runs_ms"] = [round(v, 1)
                                                 for v in theirs_runs]
     report["train_ratio"] = round(ours_ms / theirs_ms, 3)
+    report["train_ratio_pairs"] = pair_ratios(ours_runs, theirs_runs)
 
 
 def main():
