@@ -41,27 +41,13 @@ import numpy as np  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
 from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+from tests import tiny  # noqa: E402
 
 
-class TinyConfig(ShapesConfig):
-    """The test suite's tiny model: 64 px images, thin heads."""
+class TinyConfig(tiny.TinyConfig):
+    """The test suite's tiny model (tests/tiny.py): 64 px images, thin
+    heads. soak_train() sets STEPS_PER_EPOCH to the sampling interval."""
     NAME = "soak"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    DETECTION_MAX_INSTANCES = 8
-    MINI_MASK_SHAPE = (14, 14)
-    VALIDATION_STEPS = 0
 
 
 class ShapesSoakConfig(ShapesConfig):

@@ -47,7 +47,36 @@ COCO_CLASS_NAMES = [
     'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
     'hair drier', 'toothbrush']
 
+# Class-specific layers that do not fit a dataset with other classes (the
+# COCO weights' heads have 81 classes).
 HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+
+# File name of matterport's COCO-trained weights.
+COCO_WEIGHTS_FILE = "mask_rcnn_coco.h5"
+
+# Config values of a model and images small enough to train a few steps on
+# a CPU in seconds (the samples' --tiny; it learns nothing useful).
+TINY_SETTINGS = {
+    "BACKBONE": "resnet18",
+    "IMAGES_PER_GPU": 1,
+    "IMAGE_MIN_DIM": 64,
+    "IMAGE_MAX_DIM": 64,
+    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
+    "TOP_DOWN_PYRAMID_SIZE": 32,
+    "RPN_CONV_DEPTH": 32,
+    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
+    "MASK_HEAD_CONV_DEPTH": 16,
+    "PRE_NMS_LIMIT": 500,
+    "POST_NMS_ROIS_TRAINING": 64,
+    "POST_NMS_ROIS_INFERENCE": 32,
+    "TRAIN_ROIS_PER_IMAGE": 16,
+    "RPN_TRAIN_ANCHORS_PER_IMAGE": 32,
+    "MAX_GT_INSTANCES": 8,
+    "DETECTION_MAX_INSTANCES": 8,
+    "MINI_MASK_SHAPE": (14, 14),
+    "STEPS_PER_EPOCH": 2,
+    "VALIDATION_STEPS": 1,
+}
 
 
 class CliError(Exception):
@@ -117,26 +146,126 @@ def find_last_checkpoint(logs, name):
                        "--weights PATH".format(name, logs))
 
 
-def resolve_weights(weights, logs, name):
-    """Maps coco|imagenet|last|none|PATH to (kind, path)."""
+def weights_file(weights, coco_path, find_last):
+    """The file a --weights value names, as (kind, path).
+
+    weights: "coco", "imagenet", "last", "none" (in any case) or a path.
+    coco_path: where the COCO-trained weights are; downloaded there when
+        missing.
+    find_last: called for "last"; returns the newest checkpoint (e.g. a
+        MaskRCNN's find_last).
+    kind is "coco", "imagenet", "last", "none" or "path"; path is None for
+    "none". Raises an OSError saying what to fetch when a download fails
+    (no network), FileNotFoundError for a path that does not exist.
+    """
     from mrcnn import utils, weights as weights_io
-    if weights is None or weights.lower() == "none":
+    choice = weights.lower()
+    if choice == "none":
         return "none", None
-    if weights.lower() == "last":
-        return "last", find_last_checkpoint(logs, name)
+    if choice == "last":
+        return "last", find_last()
+    if choice == "coco":
+        if not os.path.exists(coco_path):
+            utils.download_trained_weights(coco_path)
+        return "coco", coco_path
+    if choice == "imagenet":
+        return "imagenet", weights_io.get_imagenet_weights()
+    if not os.path.exists(weights):
+        raise FileNotFoundError("weights file not found: {}".format(weights))
+    return "path", weights
+
+
+def resolve_weights(weights, logs, name):
+    """Maps coco|imagenet|last|none|PATH to (kind, path) for `mrcnn`: the
+    COCO weights live in `logs`, and errors are CliErrors."""
+    if weights is None:
+        return "none", None
     try:  # downloads fail offline with a message saying what to fetch
-        if weights.lower() == "coco":
-            path = os.path.join(logs, "mask_rcnn_coco.h5")
-            if not os.path.exists(path):
-                utils.download_trained_weights(path)
-            return "coco", path
-        if weights.lower() == "imagenet":
-            return "imagenet", weights_io.get_imagenet_weights()
+        return weights_file(weights, os.path.join(logs, COCO_WEIGHTS_FILE),
+                            lambda: find_last_checkpoint(logs, name))
     except OSError as e:
         raise CliError(str(e))
-    if not os.path.exists(weights):
-        raise CliError("weights file not found: {}".format(weights))
-    return "path", weights
+
+
+def heads_to_exclude(kind, skip_heads_of=("coco",)):
+    """HEAD_LAYERS when weights of this kind (see weights_file) must not
+    load the class-specific heads, else None."""
+    return HEAD_LAYERS if kind in skip_heads_of else None
+
+
+def load_weights_arg(model, weights, coco_path, skip_heads_of=("coco",)):
+    """Loads a --weights value into a MaskRCNN by layer name, printing what
+    it loads; the plumbing of the matterport-style samples.
+
+    weights, coco_path: as for weights_file ("last" is model.find_last()).
+    skip_heads_of: the kinds of weights whose class-specific heads
+        (HEAD_LAYERS) are left out: by default those of the COCO weights,
+        which fit COCO's 81 classes only; () loads every layer.
+    Returns the file loaded, or None for "none" (random weights). Errors
+    are those of weights_file and model.load_weights (OSError,
+    ValueError), each naming the file.
+    """
+    kind, path = weights_file(weights, coco_path, model.find_last)
+    if path is None:
+        print("Starting from random weights")
+        return None
+    print("Loading weights", path)
+    model.load_weights(path, by_name=True,
+                       exclude=heads_to_exclude(kind, skip_heads_of))
+    return path
+
+
+def sample_config(base, inference=False, tiny=False, **overrides):
+    """An instance of the Config subclass `base`, or of a subclass of it
+    with TINY_SETTINGS (tiny) and then the overrides applied.
+
+    inference: keep one image per call whatever TINY_SETTINGS say.
+    overrides: further attribute values, e.g. STEPS_PER_EPOCH=10.
+    """
+    attrs = dict(TINY_SETTINGS) if tiny else {}
+    if inference:
+        attrs["IMAGES_PER_GPU"] = 1
+    attrs.update(overrides)
+    if not attrs:
+        return base()
+    return type(base.__name__, (base,), attrs)()
+
+
+def add_sample_arguments(parser, weights_option, logs):
+    """Adds the options the matterport-style samples share: the weights
+    (--weights, or --model for coco.py) to start from, --logs (default
+    `logs`), --steps and --tiny; see sample_model."""
+    parser.add_argument(weights_option, required=True,
+                        metavar="/path/to/weights.h5",
+                        help="Path to weights .h5 file or "
+                             "'coco', 'imagenet', 'last' or 'none'")
+    parser.add_argument("--logs", default=logs,
+                        metavar="/path/to/logs/",
+                        help="Logs and checkpoints directory "
+                             "(default=logs/)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Steps per epoch (default: the config's)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="tiny model and 64px images: a quick smoke run")
+
+
+def sample_model(make_config, args, inference=False):
+    """The MaskRCNN a sample's command line runs, after displaying its
+    config: make_config(inference=..., tiny=args.tiny) with --steps as
+    STEPS_PER_EPOCH when given, checkpoints under args.logs."""
+    from mrcnn import model as modellib
+    overrides = {"STEPS_PER_EPOCH": args.steps} if args.steps else {}
+    config = make_config(inference=inference, tiny=args.tiny, **overrides)
+    config.display()
+    return modellib.MaskRCNN(mode="inference" if inference else "training",
+                             config=config, model_dir=args.logs)
+
+
+def report_error(prog, command, error):
+    """Prints "<prog> <command>: error: <error>" to stderr (no traceback);
+    returns the exit status of a user error, 2."""
+    print("{} {}: error: {}".format(prog, command, error), file=sys.stderr)
+    return 2
 
 
 def load_weights(model, path, exclude=None):
@@ -191,11 +320,9 @@ def cmd_train(args):
     kind, path = resolve_weights(args.weights, args.logs, args.name)
     model = modellib.MaskRCNN(mode="training", config=config,
                               model_dir=args.logs)
-    if kind in ("coco", "path") and path:
-        load_weights(model, path, exclude=HEAD_LAYERS
-                     if kind == "coco" or args.exclude_heads else None)
-    elif kind in ("imagenet", "last"):
-        load_weights(model, path)
+    if path:
+        skip = ("coco", "path") if args.exclude_heads else ("coco",)
+        load_weights(model, path, exclude=heads_to_exclude(kind, skip))
     write_run_config(model.log_dir, args.name, train_set.class_names,
                      overrides)
     augmentation = None
@@ -405,8 +532,7 @@ def main(argv=None):
     try:
         return args.func(args)
     except CliError as e:
-        print("mrcnn {}: error: {}".format(args.command, e), file=sys.stderr)
-        return 2
+        return report_error("mrcnn", args.command, e)
 
 
 if __name__ == "__main__":

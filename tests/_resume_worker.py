@@ -32,30 +32,16 @@ import numpy as np  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
 from mrcnn import weights as weights_io  # noqa: E402
-from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+from samples.shapes.shapes import ShapesDataset  # noqa: E402
+from tests.tiny import TinyConfig  # noqa: E402
 
 LEARNING_RATE = 0.02
 HANG_SECONDS = 600  # far longer than any test waits
 
 
-class ResumeConfig(ShapesConfig):
+class ResumeConfig(TinyConfig):
     NAME = "resume"
     IMAGES_PER_GPU = 1
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    MINI_MASK_SHAPE = (14, 14)
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 0
 
 
 def record(kind, **values):

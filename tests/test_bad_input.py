@@ -15,28 +15,13 @@ from PIL import Image
 from mrcnn import data, utils
 from mrcnn import model as modellib
 from mrcnn.datasets import ViaDataset
-from samples.shapes.shapes import ShapesConfig
+from tests import tiny
 
 
-class TinyConfig(ShapesConfig):
+class TinyConfig(tiny.TinyConfig):
     NAME = "badinput"
     NUM_CLASSES = 1 + 1
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    DETECTION_MAX_INSTANCES = 8
     DETECTION_MIN_CONFIDENCE = 0.0
-    MINI_MASK_SHAPE = (14, 14)
 
 
 CONFIG = TinyConfig()

@@ -314,6 +314,149 @@ def test_train_with_unreachable_coco_weights_says_what_to_fetch(
     assert "mask_rcnn_coco.h5" in err and "by hand" in err
 
 
+class RecordingTrainer:
+    """Stands in for MaskRCNN in `mrcnn train`: records the weights loaded
+    and trains nothing."""
+
+    def __init__(self, mode, config, model_dir):
+        self.log_dir = os.path.join(model_dir, "run")
+        self.epoch = 0
+        self.loaded = []
+
+    def load_weights(self, path, by_name=False, exclude=None):
+        self.loaded.append((path, by_name, exclude))
+
+    def train(self, *args, **kwargs):
+        pass
+
+    def find_last(self):
+        return "checkpoint.weights.h5"
+
+
+@pytest.mark.parametrize("weights, exclude_heads, expected", [
+    ("coco", False, cli.HEAD_LAYERS),
+    ("imagenet", False, None),
+    ("given.h5", False, None),
+    ("given.h5", True, cli.HEAD_LAYERS),
+    ("none", True, "not loaded"),
+])
+def test_train_leaves_out_the_heads_of_coco_weights_and_when_asked(
+        via_root, tmp_path, monkeypatch, weights, exclude_heads, expected):
+    from mrcnn import model as modellib, weights as weights_io
+    models = []
+    monkeypatch.setattr(modellib, "MaskRCNN", lambda **kwargs: models.append(
+        RecordingTrainer(**kwargs)) or models[-1])
+    downloads = []
+    monkeypatch.setattr(utils, "download_trained_weights", downloads.append)
+    monkeypatch.setattr(weights_io, "get_imagenet_weights",
+                        lambda: "imagenet.h5")
+    (tmp_path / "given.h5").write_bytes(b"")
+    status, _ = run_cli(
+        ["train", "--dataset", str(via_root), "--format", "via",
+         "--train-subset", "train", "--weights",
+         str(tmp_path / weights) if weights == "given.h5" else weights,
+         "--epochs", "1", "--logs", str(tmp_path)]
+        + (["--exclude-heads"] if exclude_heads else []))
+    assert status == 0
+    [model] = models
+    loaded = model.loaded
+    if expected == "not loaded":
+        assert loaded == []
+        return
+    [(path, by_name, exclude)] = loaded
+    assert by_name and exclude == expected
+    if weights == "coco":  # downloaded beside the runs when missing
+        assert downloads == [path] == [str(tmp_path / "mask_rcnn_coco.h5")]
+
+
+############################################################
+#  Weights selection, shared with the samples
+############################################################
+
+def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
+        tmp_path, monkeypatch):
+    from mrcnn import weights as weights_io
+    downloads = []
+    monkeypatch.setattr(utils, "download_trained_weights", downloads.append)
+    monkeypatch.setattr(weights_io, "get_imagenet_weights",
+                        lambda: "/cache/resnet50.h5")
+    coco_path = str(tmp_path / "mask_rcnn_coco.h5")
+
+    def last():
+        return "/logs/run/last.weights.h5"
+    assert cli.weights_file("none", coco_path, last) == ("none", None)
+    assert cli.weights_file("LAST", coco_path, last) == (
+        "last", "/logs/run/last.weights.h5")
+    assert cli.weights_file("imagenet", coco_path, last) == (
+        "imagenet", "/cache/resnet50.h5")
+    # COCO: downloaded when missing, used as it is when there.
+    assert cli.weights_file("coco", coco_path, last) == ("coco", coco_path)
+    assert downloads == [coco_path]
+    open(coco_path, "wb").close()
+    assert cli.weights_file("Coco", coco_path, last) == ("coco", coco_path)
+    assert downloads == [coco_path]
+    assert cli.weights_file(coco_path, "unused", last) == ("path", coco_path)
+    missing = str(tmp_path / "missing.h5")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        cli.weights_file(missing, coco_path, last)
+
+
+class WeightsRecorder:
+    """A MaskRCNN's find_last and load_weights, recording the loads."""
+
+    def __init__(self):
+        self.loads = []
+
+    def find_last(self):
+        return "last.weights.h5"
+
+    def load_weights(self, path, by_name=False, exclude=None):
+        self.loads.append({"path": path, "by_name": by_name,
+                           "exclude": exclude})
+
+
+@pytest.mark.parametrize("weights, skip_heads_of, exclude", [
+    ("coco", ("coco",), cli.HEAD_LAYERS),
+    ("coco", (), None),
+    ("last", ("coco",), None),
+    ("last", ("last",), cli.HEAD_LAYERS),
+])
+def test_load_weights_arg_leaves_out_the_heads_of_the_kinds_given(
+        tmp_path, weights, skip_heads_of, exclude):
+    coco_path = str(tmp_path / "coco.h5")
+    open(coco_path, "wb").close()
+    model = WeightsRecorder()
+    loaded = cli.load_weights_arg(model, weights, coco_path,
+                                  skip_heads_of=skip_heads_of)
+    expected = coco_path if weights == "coco" else "last.weights.h5"
+    assert loaded == expected
+    assert model.loads == [{"path": expected, "by_name": True,
+                            "exclude": exclude}]
+
+
+def test_load_weights_arg_none_loads_nothing(capsys):
+    model = WeightsRecorder()
+    assert cli.load_weights_arg(model, "none", "unused.h5") is None
+    assert model.loads == []
+    assert "random weights" in capsys.readouterr().out
+
+
+def test_sample_config_applies_tiny_settings_then_overrides():
+    from mrcnn.config import Config
+
+    class Base(Config):
+        NAME = "base"
+        IMAGES_PER_GPU = 2
+    assert type(cli.sample_config(Base)) is Base
+    config = cli.sample_config(Base, tiny=True, STEPS_PER_EPOCH=5)
+    assert isinstance(config, Base)
+    assert config.BACKBONE == "resnet18" and config.IMAGE_MAX_DIM == 64
+    assert config.STEPS_PER_EPOCH == 5
+    assert config.IMAGES_PER_GPU == cli.TINY_SETTINGS["IMAGES_PER_GPU"]
+    assert cli.sample_config(Base, inference=True).IMAGES_PER_GPU == 1
+    assert Base.IMAGES_PER_GPU == 2  # the base class is left alone
+
+
 ############################################################
 #  detect and evaluate
 ############################################################

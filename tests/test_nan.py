@@ -11,30 +11,14 @@ import pytest
 
 from mrcnn import model as modellib
 from mrcnn.training import NonFiniteLossError
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from samples.shapes.shapes import ShapesDataset
+from tests import tiny
 
 POISONED_IMAGE = 1
 
 
-class TinyConfig(ShapesConfig):
+class TinyConfig(tiny.TinyConfig):
     NAME = "nan"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    DETECTION_MAX_INSTANCES = 8
-    MINI_MASK_SHAPE = (14, 14)
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 0
 
 
 class PoisonedShapes(ShapesDataset):

@@ -233,6 +233,96 @@ def test_balloon_command_line_needs_an_image_or_video_to_splash(capsys):
 
 
 ############################################################
+#  Command-line plumbing shared with mrcnn.cli
+############################################################
+
+def test_sample_command_lines_keep_matterports_usage():
+    args = balloon.build_parser().parse_args(
+        ["train", "--dataset=/data/balloon", "--weights=coco"])
+    assert (args.command, args.dataset, args.weights) == \
+        ("train", "/data/balloon", "coco")
+    assert args.logs == balloon.DEFAULT_LOGS_DIR
+    assert args.steps is None and not args.tiny
+    args = balloon.build_parser().parse_args(
+        ["splash", "--weights=last", "--image=photo.jpg", "--steps=3",
+         "--tiny"])
+    assert (args.weights, args.image, args.steps, args.tiny) == \
+        ("last", "photo.jpg", 3, True)
+    args = coco.build_parser().parse_args(
+        ["evaluate", "--dataset=/data/coco", "--model=imagenet",
+         "--logs=/tmp/logs"])
+    assert (args.command, args.dataset, args.model, args.logs) == \
+        ("evaluate", "/data/coco", "imagenet", "/tmp/logs")
+
+
+class StubModel:
+    """Stands in for MaskRCNN in a sample's main: records how it was built
+    and what it loaded; detects nothing."""
+
+    def __init__(self, mode, config, model_dir):
+        self.mode, self.config, self.model_dir = mode, config, model_dir
+        self.loads = []
+
+    def find_last(self):
+        return os.path.join(self.model_dir, "last.weights.h5")
+
+    def load_weights(self, path, by_name=False, exclude=None):
+        self.loads.append((path, by_name, exclude))
+
+
+@pytest.fixture
+def stub_models(monkeypatch):
+    """The StubModels the samples build; COCO weights 'downloaded' to a
+    list instead of the network."""
+    made = []
+    monkeypatch.setattr(modellib, "MaskRCNN", lambda **kwargs: made.append(
+        StubModel(**kwargs)) or made[-1])
+    from mrcnn import utils
+    downloads = []
+    monkeypatch.setattr(utils, "download_trained_weights", downloads.append)
+    return {"models": made, "downloads": downloads}
+
+
+def test_balloon_loads_coco_weights_without_their_heads(
+        stub_models, tmp_path, capsys):
+    status = balloon.main(["splash", "--weights=coco", "--tiny",
+                           "--image", str(tmp_path / "missing.jpg"),
+                           "--logs", str(tmp_path)])
+    [model] = stub_models["models"]
+    assert model.mode == "inference" and model.config.BACKBONE == "resnet18"
+    assert stub_models["downloads"] == [balloon.COCO_WEIGHTS_PATH]
+    assert model.loads == [(balloon.COCO_WEIGHTS_PATH, True, cli.HEAD_LAYERS)]
+    # The image error comes after the weights, reported without traceback.
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("balloon.py splash: error: image file not found")
+
+
+def test_coco_sample_loads_every_layer_of_coco_weights(
+        stub_models, tmp_path, capsys):
+    status = coco.main(["evaluate", "--dataset", str(tmp_path),
+                        "--model=coco", "--steps=3", "--logs", str(tmp_path)])
+    [model] = stub_models["models"]
+    assert model.mode == "inference" and model.model_dir == str(tmp_path)
+    assert model.config.STEPS_PER_EPOCH == 3
+    assert model.loads == [(coco.COCO_MODEL_PATH, True, None)]
+    assert status == 2  # no annotations in tmp_path
+    assert capsys.readouterr().err.startswith("coco.py evaluate: error: ")
+
+
+def test_sample_with_a_missing_weights_file_names_it(
+        stub_models, tmp_path, capsys):
+    missing = str(tmp_path / "missing.h5")
+    status = balloon.main(["train", "--dataset", str(tmp_path), "--tiny",
+                           "--weights", missing, "--logs", str(tmp_path)])
+    assert status == 2
+    assert capsys.readouterr().err.strip() == \
+        "balloon.py train: error: weights file not found: " + missing
+    [model] = stub_models["models"]
+    assert model.mode == "training" and model.loads == []
+
+
+############################################################
 #  COCO sample
 ############################################################
 

@@ -45,19 +45,15 @@ import skimage.color  # noqa: E402
 import skimage.io  # noqa: E402
 import skimage.util  # noqa: E402
 
-from mrcnn import model as modellib, utils, visualize  # noqa: E402
+from mrcnn import cli, visualize  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import ViaDataset  # noqa: E402
 
 # Path to the COCO-trained weights file (downloaded there when missing).
-COCO_WEIGHTS_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
+COCO_WEIGHTS_PATH = os.path.join(ROOT_DIR, cli.COCO_WEIGHTS_FILE)
 
 # Directory to save logs and model checkpoints.
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
-
-# Class-specific layers that do not fit a dataset with other classes.
-HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox",
-               "mrcnn_mask"]
 
 
 ############################################################
@@ -86,45 +82,15 @@ class BalloonInferenceConfig(BalloonConfig):
     IMAGES_PER_GPU = 1
 
 
-# A model and images small enough to run a few steps on a CPU in seconds.
-TINY_SETTINGS = {
-    "BACKBONE": "resnet18",
-    "IMAGES_PER_GPU": 1,
-    "IMAGE_MIN_DIM": 64,
-    "IMAGE_MAX_DIM": 64,
-    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
-    "TOP_DOWN_PYRAMID_SIZE": 32,
-    "RPN_CONV_DEPTH": 32,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "MASK_HEAD_CONV_DEPTH": 16,
-    "PRE_NMS_LIMIT": 500,
-    "POST_NMS_ROIS_TRAINING": 64,
-    "POST_NMS_ROIS_INFERENCE": 32,
-    "TRAIN_ROIS_PER_IMAGE": 16,
-    "RPN_TRAIN_ANCHORS_PER_IMAGE": 32,
-    "MAX_GT_INSTANCES": 8,
-    "DETECTION_MAX_INSTANCES": 8,
-    "MINI_MASK_SHAPE": (14, 14),
-    "STEPS_PER_EPOCH": 2,
-    "VALIDATION_STEPS": 1,
-}
-
-
 def make_config(inference=False, tiny=False, **overrides):
     """A BalloonConfig (or BalloonInferenceConfig) instance.
 
-    tiny: apply TINY_SETTINGS first.
+    tiny: apply mrcnn.cli.TINY_SETTINGS first (a quick CPU smoke run).
     overrides: further attribute values, e.g. STEPS_PER_EPOCH=10.
     """
     base = BalloonInferenceConfig if inference else BalloonConfig
-    attrs = dict(TINY_SETTINGS) if tiny else {}
-    if inference:
-        # The tiny settings' IMAGES_PER_GPU must not undo one image per call.
-        attrs["IMAGES_PER_GPU"] = 1
-    attrs.update(overrides)
-    if not attrs:
-        return base()
-    return type(base.__name__, (base,), attrs)()
+    return cli.sample_config(base, inference=inference, tiny=tiny,
+                             **overrides)
 
 
 ############################################################
@@ -385,41 +351,14 @@ def detect_and_color_splash(model, image_path=None, video_path=None,
 #  Command line
 ############################################################
 
-def weights_path(model, weights, coco_path=COCO_WEIGHTS_PATH):
-    """The file for --weights coco|imagenet|last|none|PATH (None: none).
+def load_model_weights(model, weights, coco_path=COCO_WEIGHTS_PATH):
+    """Load --weights (coco, imagenet, last, none or a path) into the model;
+    returns the file (None: none).
 
-    Downloads the COCO weights to coco_path when missing; raises an
-    OSError explaining what to do when that fails (no network).
+    The COCO heads have 81 classes and the balloon ones 2, so COCO weights
+    load without them (mrcnn.cli.load_weights_arg).
     """
-    choice = weights.lower()
-    if choice == "none":
-        return None
-    if choice == "coco":
-        if not os.path.exists(coco_path):
-            utils.download_trained_weights(coco_path)
-        return coco_path
-    if choice == "last":
-        return model.find_last()
-    if choice == "imagenet":
-        return model.get_imagenet_weights()
-    if not os.path.exists(weights):
-        raise FileNotFoundError("weights file not found: {}".format(weights))
-    return weights
-
-
-def load_model_weights(model, weights):
-    """Load --weights into the model; returns the file (None: none)."""
-    path = weights_path(model, weights)
-    if path is None:
-        print("Starting from random weights")
-        return None
-    print("Loading weights", path)
-    if weights.lower() == "coco":
-        # The COCO heads have 81 classes; the balloon ones have 2.
-        model.load_weights(path, by_name=True, exclude=HEAD_LAYERS)
-    else:
-        model.load_weights(path, by_name=True)
-    return path
+    return cli.load_weights_arg(model, weights, coco_path)
 
 
 def build_parser():
@@ -430,14 +369,7 @@ def build_parser():
                         help="'train' or 'splash'")
     parser.add_argument("--dataset", metavar="/path/to/balloon/dataset/",
                         help="Directory of the Balloon dataset")
-    parser.add_argument("--weights", required=True,
-                        metavar="/path/to/weights.h5",
-                        help="Path to weights .h5 file or "
-                             "'coco', 'imagenet', 'last' or 'none'")
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                        metavar="/path/to/logs/",
-                        help="Logs and checkpoints directory "
-                             "(default=logs/)")
+    cli.add_sample_arguments(parser, "--weights", DEFAULT_LOGS_DIR)
     parser.add_argument("--image", metavar="path or URL to image",
                         help="Image to apply the color splash effect on")
     parser.add_argument("--video", metavar="path to video",
@@ -446,12 +378,8 @@ def build_parser():
                         help="Directory for splash outputs (default: .)")
     parser.add_argument("--epochs", type=int, default=30,
                         help="Epoch number to train up to (default 30)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Steps per epoch (default: the config's)")
     parser.add_argument("--layers", default="heads",
                         help="heads, 3+, 4+, 5+ or all (default heads)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny model and 64px images: a quick smoke run")
     return parser
 
 
@@ -470,12 +398,8 @@ def main(argv=None):
     print("Dataset: ", args.dataset)
     print("Logs: ", args.logs)
 
-    overrides = {"STEPS_PER_EPOCH": args.steps} if args.steps else {}
-    inference = args.command == "splash"
-    config = make_config(inference=inference, tiny=args.tiny, **overrides)
-    config.display()
-    model = modellib.MaskRCNN(mode="inference" if inference else "training",
-                              config=config, model_dir=args.logs)
+    model = cli.sample_model(make_config, args,
+                             inference=args.command == "splash")
     try:
         # Bad weights, dataset or image paths end here with a message
         # naming the file; errors during training keep their traceback.
@@ -488,9 +412,7 @@ def main(argv=None):
                 out_dir=args.out)
             return 0 if written else 1
     except (OSError, ValueError) as error:
-        print("balloon.py {}: error: {}".format(args.command, error),
-              file=sys.stderr)
-        return 2
+        return cli.report_error("balloon.py", args.command, error)
     train_on(model, *datasets, epochs=args.epochs, layers=args.layers)
     return 0
 

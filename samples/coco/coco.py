@@ -49,14 +49,14 @@ if ROOT_DIR not in sys.path:
     sys.path.insert(0, ROOT_DIR)
 
 from mrcnn import evaluate as evaluation  # noqa: E402
-from mrcnn import model as modellib, utils  # noqa: E402
+from mrcnn import cli  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import coco as coco_format  # noqa: E402
 # matterport's coco.py defined this function; the library has it now.
 from mrcnn.evaluate import build_coco_results  # noqa: E402,F401
 
 # Path to the COCO-trained weights file (downloaded there when missing).
-COCO_MODEL_PATH = os.path.join(ROOT_DIR, "mask_rcnn_coco.h5")
+COCO_MODEL_PATH = os.path.join(ROOT_DIR, cli.COCO_WEIGHTS_FILE)
 
 # Directory to save logs and model checkpoints.
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
@@ -100,43 +100,15 @@ class CocoInferenceConfig(CocoConfig):
     DETECTION_MIN_CONFIDENCE = 0
 
 
-# A model and images small enough to run a few steps on a CPU in seconds.
-TINY_SETTINGS = {
-    "BACKBONE": "resnet18",
-    "IMAGES_PER_GPU": 1,
-    "IMAGE_MIN_DIM": 64,
-    "IMAGE_MAX_DIM": 64,
-    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
-    "TOP_DOWN_PYRAMID_SIZE": 32,
-    "RPN_CONV_DEPTH": 32,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "MASK_HEAD_CONV_DEPTH": 16,
-    "PRE_NMS_LIMIT": 500,
-    "POST_NMS_ROIS_TRAINING": 64,
-    "POST_NMS_ROIS_INFERENCE": 32,
-    "TRAIN_ROIS_PER_IMAGE": 16,
-    "RPN_TRAIN_ANCHORS_PER_IMAGE": 32,
-    "MAX_GT_INSTANCES": 8,
-    "DETECTION_MAX_INSTANCES": 8,
-    "MINI_MASK_SHAPE": (14, 14),
-    "STEPS_PER_EPOCH": 2,
-    "VALIDATION_STEPS": 1,
-}
-
-
 def make_config(inference=False, tiny=False, **overrides):
     """A CocoConfig (or CocoInferenceConfig) instance.
 
-    tiny: apply TINY_SETTINGS first; overrides: further attribute values.
+    tiny: apply mrcnn.cli.TINY_SETTINGS first; overrides: further attribute
+    values.
     """
     base = CocoInferenceConfig if inference else CocoConfig
-    attrs = dict(TINY_SETTINGS) if tiny else {}
-    if inference:
-        attrs["IMAGES_PER_GPU"] = 1
-    attrs.update(overrides)
-    if not attrs:
-        return base()
-    return type(base.__name__, (base,), attrs)()
+    return cli.sample_config(base, inference=inference, tiny=tiny,
+                             **overrides)
 
 
 ############################################################
@@ -383,22 +355,11 @@ def parse_stages(text):
                  in zip(TRAINING_STAGES, epochs))
 
 
-def weights_path(model, choice, coco_path=COCO_MODEL_PATH):
-    """The file for --model coco|imagenet|last|none|PATH (None: none)."""
-    name = choice.lower()
-    if name == "none":
-        return None
-    if name == "coco":
-        if not os.path.exists(coco_path):
-            utils.download_trained_weights(coco_path)
-        return coco_path
-    if name == "last":
-        return model.find_last()
-    if name == "imagenet":
-        return model.get_imagenet_weights()
-    if not os.path.exists(choice):
-        raise FileNotFoundError("weights file not found: {}".format(choice))
-    return choice
+def load_model_weights(model, choice, coco_path=COCO_MODEL_PATH):
+    """Load --model (coco, imagenet, last, none or a path) into the model,
+    every layer (COCO weights fit COCO's 81 classes); returns the file
+    (None: none)."""
+    return cli.load_weights_arg(model, choice, coco_path, skip_heads_of=())
 
 
 def build_parser():
@@ -414,14 +375,7 @@ def build_parser():
                         metavar="<year>",
                         help="Year of the MS-COCO dataset (2014 or 2017) "
                              "(default=2014)")
-    parser.add_argument("--model", required=True,
-                        metavar="/path/to/weights.h5",
-                        help="Path to weights .h5 file or 'coco', "
-                             "'imagenet', 'last' or 'none'")
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                        metavar="/path/to/logs/",
-                        help="Logs and checkpoints directory "
-                             "(default=logs/)")
+    cli.add_sample_arguments(parser, "--model", DEFAULT_LOGS_DIR)
     parser.add_argument("--limit", type=int, default=500,
                         metavar="<image count>",
                         help="Images to use for evaluation (default=500, "
@@ -437,10 +391,6 @@ def build_parser():
                         default=TRAINING_STAGES, metavar="H,F,A",
                         help="epochs to reach with the heads, 4+ and all "
                              "stages (default 40,120,160)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Steps per epoch (default: the config's)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny model and 64px images: a quick smoke run")
     return parser
 
 
@@ -453,19 +403,12 @@ def main(argv=None):
     print("Logs: ", args.logs)
     print("Auto Download: ", args.download)
 
-    inference = args.command == "evaluate"
-    overrides = {"STEPS_PER_EPOCH": args.steps} if args.steps else {}
-    config = make_config(inference=inference, tiny=args.tiny, **overrides)
-    config.display()
-    model = modellib.MaskRCNN(mode="inference" if inference else "training",
-                              config=config, model_dir=args.logs)
+    model = cli.sample_model(make_config, args,
+                             inference=args.command == "evaluate")
     try:
         # Missing files and failed downloads end here with a message
         # naming the file; errors during training keep their traceback.
-        path = weights_path(model, args.model)
-        if path:
-            print("Loading weights ", path)
-            model.load_weights(path, by_name=True)
+        load_model_weights(model, args.model)
         if args.command == "train":
             datasets = load_training_sets(args.dataset, args.year,
                                           args.download)
@@ -476,9 +419,7 @@ def main(argv=None):
                 return_coco=True, auto_download=args.download)
             dataset_val.prepare()
     except (OSError, ValueError) as error:
-        print("coco.py {}: error: {}".format(args.command, error),
-              file=sys.stderr)
-        return 2
+        return cli.report_error("coco.py", args.command, error)
     if args.command == "train":
         train(model, *datasets, stages=args.stage_epochs)
         return 0

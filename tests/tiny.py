@@ -1,0 +1,33 @@
+"""The tiny Mask R-CNN the tests (and benchmarks/soak.py) train and run.
+
+The shapes model (samples/shapes) cut down until a training step takes a
+moment on a CPU: 64 px images, thin FPN and heads, few anchors, ROIs and
+instances. A short run: two steps an epoch, no validation.
+
+Import it as ``from tests.tiny import TinyConfig`` (pytest puts the repo
+root on sys.path; scripts under tests/ and benchmarks/ put it there
+themselves) and subclass it for what a test really changes, a NAME (which
+names the log folder and the checkpoints) first.
+"""
+
+from samples.shapes.shapes import ShapesConfig
+
+
+class TinyConfig(ShapesConfig):
+    NAME = "tiny"
+    IMAGES_PER_GPU = 2
+    IMAGE_MIN_DIM = 64
+    IMAGE_MAX_DIM = 64
+    TOP_DOWN_PYRAMID_SIZE = 32
+    RPN_CONV_DEPTH = 32
+    FPN_CLASSIF_FC_LAYERS_SIZE = 64
+    MASK_HEAD_CONV_DEPTH = 16
+    POST_NMS_ROIS_TRAINING = 64
+    POST_NMS_ROIS_INFERENCE = 32
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 4
+    DETECTION_MAX_INSTANCES = 8
+    MINI_MASK_SHAPE = (14, 14)
+    STEPS_PER_EPOCH = 2
+    VALIDATION_STEPS = 0
