@@ -3,6 +3,11 @@
 Each box is pooled from one level of the pyramid P2..P5, chosen from the
 box's size as in the FPN paper (Lin et al. 2017, Eq. 1): small boxes read
 the fine, high-resolution maps and large boxes the coarse ones.
+
+The crops use ``tf.image.crop_and_resize``; its gradient to the feature maps
+is computed here (see :func:`crop_and_resize`): TensorFlow's CPU kernel for
+it adds into the image gradient from several threads without locking, and
+overlapping boxes (which ROIs always are) lose part of their gradient.
 """
 
 import keras
@@ -40,6 +45,90 @@ def roi_pyramid_level(boxes, image_area):
                 + tf.cast(squared_ratio >= 2.0 ** -1, tf.int32)
                 + tf.cast(squared_ratio > 2.0 ** 1, tf.int32))
     return PYRAMID_LEVELS[0] + steps_up
+
+
+def _sample_taps(low, high, size, crop):
+    """Where crop_and_resize samples along one axis, as its kernel does.
+
+    low, high: [N] box edges, normalized. size: image length (pixels, int32
+    scalar). crop: number of samples (python int).
+    Returns (first [N, crop] int32, second [N, crop] int32, lerp [N, crop]
+    float32, valid [N, crop] bool): each sample is read from pixels
+    ``first`` and ``second`` with weights 1 - lerp and lerp; samples outside
+    the image are invalid (the op writes its extrapolation value there).
+    """
+    last = tf.cast(size - 1, tf.float32)
+    if crop > 1:
+        step = (high - low) * last / (crop - 1)
+        coord = (low[:, None] * last
+                 + tf.range(crop, dtype=tf.float32)[None, :] * step[:, None])
+    else:
+        coord = tf.tile((0.5 * (low + high) * last)[:, None], [1, crop])
+    valid = (coord >= 0.0) & (coord <= last)
+    first = tf.floor(coord)
+    return (tf.cast(first, tf.int32), tf.cast(tf.math.ceil(coord), tf.int32),
+            coord - first, valid)
+
+
+def _crop_and_resize_image_grad(grad, image_shape, boxes, box_indices,
+                                crop_size):
+    """Gradient of bilinear crop_and_resize with respect to its image.
+
+    Each output pixel spreads its gradient over the four input pixels it was
+    interpolated from, summed with ``unsorted_segment_sum`` (exact, and the
+    same on any number of threads).
+    grad: [N, crop_h, crop_w, C]. image_shape: [4] int32 (B, H, W, C).
+    Returns: [B, H, W, C] float32.
+    """
+    height, width, channels = image_shape[1], image_shape[2], image_shape[3]
+    top, bottom, y_lerp, y_valid = _sample_taps(
+        boxes[:, 0], boxes[:, 2], height, crop_size[0])
+    left, right, x_lerp, x_valid = _sample_taps(
+        boxes[:, 1], boxes[:, 3], width, crop_size[1])
+    # The four taps of each sample, as [N, crop_h, crop_w, 4].
+    rows = tf.stack([top, top, bottom, bottom], axis=-1)[:, :, None, :]
+    cols = tf.stack([left, right, left, right], axis=-1)[:, None, :, :]
+    y_weight = tf.stack([1 - y_lerp, 1 - y_lerp, y_lerp, y_lerp], -1)
+    x_weight = tf.stack([1 - x_lerp, x_lerp, 1 - x_lerp, x_lerp], -1)
+    valid = y_valid[:, :, None] & x_valid[:, None, :]
+    weights = (y_weight[:, :, None, :] * x_weight[:, None, :, :]
+               * tf.cast(valid, tf.float32)[..., None])
+    # Invalid samples have weight 0; any in-range index will do for them.
+    pixel = (box_indices[:, None, None, None] * height + rows) * width + cols
+    pixel = tf.where(valid[..., None], pixel, tf.zeros_like(pixel))
+    updates = weights[..., None] * tf.cast(grad, tf.float32)[:, :, :, None, :]
+    summed = tf.math.unsorted_segment_sum(
+        tf.reshape(updates, [-1, channels]), tf.reshape(pixel, [-1]),
+        image_shape[0] * height * width)
+    return tf.reshape(summed, image_shape)
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize`` (bilinear) with an exact image gradient.
+
+    image: [B, H, W, C] float32. boxes: [N, (y1, x1, y2, x2)] normalized.
+    box_indices: [N] int32 image of each box. crop_size: (crop_h, crop_w).
+    Returns: [N, crop_h, crop_w, C], identical to tf.image.crop_and_resize.
+    The gradient flows to the image only (the boxes get none), computed by
+    :func:`_crop_and_resize_image_grad` instead of TensorFlow's CPU kernel,
+    which loses updates when boxes overlap (a data race between threads).
+    """
+    boxes = tf.stop_gradient(boxes)
+    box_indices = tf.cast(box_indices, tf.int32)
+    crop_size = tuple(int(size) for size in crop_size)
+
+    @tf.custom_gradient
+    def crop(image):
+        crops = tf.image.crop_and_resize(image, boxes, box_indices, crop_size,
+                                         method="bilinear")
+
+        def grad(upstream):
+            # A gather after the crop hands over IndexedSlices.
+            upstream = tf.convert_to_tensor(upstream)
+            return _crop_and_resize_image_grad(
+                upstream, tf.shape(image), boxes, box_indices, crop_size)
+        return crops, grad
+    return crop(image)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -95,10 +184,9 @@ class PyramidROIAlign(keras.layers.Layer):
         crops, positions = [], []
         for level, feature_map in zip(PYRAMID_LEVELS, feature_maps):
             ix = tf.where(tf.equal(flat_levels, level))[:, 0]
-            crops.append(tf.image.crop_and_resize(
+            crops.append(crop_and_resize(
                 tf.cast(feature_map, tf.float32), tf.gather(flat_boxes, ix),
-                tf.gather(flat_image_ix, ix), self.pool_shape,
-                method="bilinear"))
+                tf.gather(flat_image_ix, ix), self.pool_shape))
             positions.append(ix)
         crops = tf.concat(crops, axis=0)
         # Each flat position occurs exactly once: sorting restores box order.
