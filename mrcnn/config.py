@@ -69,6 +69,17 @@ class Config(object):
     # How many anchors per image to use for RPN training.
     RPN_TRAIN_ANCHORS_PER_IMAGE = 256
 
+    # RPN training targets: an anchor is positive from this IoU with a GT
+    # box (and the best anchors of each GT box always are), negative below
+    # RPN_NEGATIVE_IOU with every box, neutral in between. 0.7 and 0.3 are
+    # the paper's values. With one anchor scale an octave, a box half-way
+    # between two scales reaches only about 0.5 with any anchor, so small
+    # images with few anchor positions (e.g. 128 px) get only one positive
+    # per box at 0.7; a lower positive IoU (0.5) trains the RPN much faster
+    # there.
+    RPN_POSITIVE_IOU = 0.7
+    RPN_NEGATIVE_IOU = 0.3
+
     # ROIs kept after tf.nn.top_k and before non-maximum suppression.
     PRE_NMS_LIMIT = 6000
 
@@ -230,6 +241,10 @@ class Config(object):
             fail("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
                  "one anchor scale per pyramid level".format(
                      len(self.RPN_ANCHOR_SCALES), len(self.BACKBONE_STRIDES)))
+        if not 0 < self.RPN_NEGATIVE_IOU <= self.RPN_POSITIVE_IOU <= 1:
+            fail("RPN IoU thresholds must satisfy 0 < RPN_NEGATIVE_IOU <= "
+                 "RPN_POSITIVE_IOU <= 1, got {} and {}".format(
+                     self.RPN_NEGATIVE_IOU, self.RPN_POSITIVE_IOU))
         if not 0 < self.ROI_POSITIVE_RATIO <= 1:
             fail("ROI_POSITIVE_RATIO must be in (0, 1], got {}".format(
                 self.ROI_POSITIVE_RATIO))

@@ -32,7 +32,8 @@ from mrcnn import utils
 
 logger = logging.getLogger(__name__)
 
-# IoU thresholds of the RPN targets (matterport's constants).
+# IoU thresholds of the RPN targets: matterport's constants, the defaults of
+# Config.RPN_POSITIVE_IOU and RPN_NEGATIVE_IOU.
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
 RPN_CROWD_IOU = 0.001
@@ -536,7 +537,9 @@ class _AnchorIndex(object):
         return positions, box, iou
 
 
-def _match_anchors_dense(anchors, gt_boxes, crowd_boxes):
+def _match_anchors_dense(anchors, gt_boxes, crowd_boxes,
+                         positive_iou=RPN_POSITIVE_IOU,
+                         negative_iou=RPN_NEGATIVE_IOU):
     """Matterport's labelling from the full IoU matrix (irregular anchors).
 
     Returns int8 [num_anchors]: 1 positive, -1 negative, 0 neutral, before
@@ -550,10 +553,10 @@ def _match_anchors_dense(anchors, gt_boxes, crowd_boxes):
         return labels
     overlaps = utils.compute_overlaps(anchors, gt_boxes)
     anchor_iou_max = overlaps.max(axis=1)
-    labels[anchor_iou_max >= RPN_NEGATIVE_IOU] = 0
+    labels[anchor_iou_max >= negative_iou] = 0
     # Every GT box gets its best anchors (all of them when tied).
     labels[np.any(overlaps == overlaps.max(axis=0), axis=1)] = 1
-    labels[anchor_iou_max >= RPN_POSITIVE_IOU] = 1
+    labels[anchor_iou_max >= positive_iou] = 1
     return labels
 
 
@@ -584,19 +587,22 @@ def _find_best_anchors(index, boxes, bounds, done, best, found):
     return [np.concatenate(parts) for parts in zip(*found)]
 
 
-def _match_anchors(index, anchors, gt_boxes, crowd_boxes):
+def _match_anchors(index, anchors, gt_boxes, crowd_boxes,
+                   positive_iou=RPN_POSITIVE_IOU, negative_iou=RPN_NEGATIVE_IOU):
     """RPN anchor labels before subsampling, as matterport defines them.
 
-    1: IoU >= 0.7 with a GT box, or the best anchor of a GT box (all tied
-       best anchors; when a box overlaps no anchor at all, every anchor ties
-       at IoU 0 and all become positive, as in matterport).
-    -1: IoU < 0.3 with every GT box and < 0.001 with every crowd box.
+    1: IoU >= positive_iou (0.7) with a GT box, or the best anchor of a GT
+       box (all tied best anchors; when a box overlaps no anchor at all,
+       every anchor ties at IoU 0 and all become positive, as in matterport).
+    -1: IoU < negative_iou (0.3) with every GT box and < 0.001 with every
+       crowd box.
     0: the rest.
     index: _AnchorIndex of anchors. gt_boxes, crowd_boxes: [K, 4] float64.
     Returns int8 [num_anchors].
     """
     if index.groups is None:
-        return _match_anchors_dense(anchors, gt_boxes, crowd_boxes)
+        return _match_anchors_dense(anchors, gt_boxes, crowd_boxes,
+                                    positive_iou, negative_iou)
     labels = np.full([index.num_anchors], -1, dtype=np.int8)
     if len(crowd_boxes):
         bounds = index.iou_bounds(crowd_boxes)
@@ -609,15 +615,15 @@ def _match_anchors(index, anchors, gt_boxes, crowd_boxes):
     # The groups that can reach the negative threshold decide the negatives
     # and positives by threshold.
     bounds = index.iou_bounds(gt_boxes)
-    done = bounds >= RPN_NEGATIVE_IOU - _IOU_SLACK
+    done = bounds >= negative_iou - _IOU_SLACK
     positions, box, iou = index.overlaps(gt_boxes, done)
     best = np.zeros([len(gt_boxes)])
     np.maximum.at(best, box, iou)
     positions, box, iou = _find_best_anchors(index, gt_boxes, bounds, done,
                                              best, [positions, box, iou])
 
-    labels[index.order[positions[iou >= RPN_NEGATIVE_IOU]]] = 0
-    positive = (iou >= RPN_POSITIVE_IOU) | (iou == best[box])
+    labels[index.order[positions[iou >= negative_iou]]] = 0
+    positive = (iou >= positive_iou) | (iou == best[box])
     labels[index.order[positions[positive]]] = 1
     if np.any(best == 0):
         labels[:] = 1  # a box touching no anchor ties with all of them
@@ -676,7 +682,8 @@ def _rpn_targets(index, anchors, gt_class_ids, gt_boxes, config, rng):
         gt_boxes = gt_boxes[gt_class_ids > 0]
     else:
         crowd_boxes = gt_boxes[:0]
-    labels = _match_anchors(index, anchors, gt_boxes, crowd_boxes)
+    labels = _match_anchors(index, anchors, gt_boxes, crowd_boxes,
+                            config.RPN_POSITIVE_IOU, config.RPN_NEGATIVE_IOU)
 
     # Subsample: at most half positives, the rest negatives.
     anchors_per_image = config.RPN_TRAIN_ANCHORS_PER_IMAGE

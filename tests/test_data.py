@@ -252,7 +252,8 @@ def test_load_image_gt_rejects_inconsistent_masks():
 
 # ---------------------------------------------------------------- RPN targets
 
-def brute_force_labels(anchors, class_ids, boxes):
+def brute_force_labels(anchors, class_ids, boxes, positive_iou=0.7,
+                       negative_iou=0.3):
     """Matterport's rule on the full IoU matrix, written out independently."""
     anchors = anchors.astype(np.float64)
     boxes = boxes.astype(np.float64)
@@ -279,10 +280,10 @@ def brute_force_labels(anchors, class_ids, boxes):
     overlaps = iou_matrix(anchors, boxes)
     best_gt = overlaps.argmax(axis=1)
     anchor_max = overlaps.max(axis=1)
-    labels[(anchor_max < 0.3) & no_crowd] = -1
+    labels[(anchor_max < negative_iou) & no_crowd] = -1
     for j in range(len(boxes)):
         labels[overlaps[:, j] == overlaps[:, j].max()] = 1
-    labels[anchor_max >= 0.7] = 1
+    labels[anchor_max >= positive_iou] = 1
     return labels, best_gt, boxes
 
 
@@ -322,7 +323,9 @@ def check_against_brute_force(anchors, class_ids, boxes, config):
     """No subsampling (room for every anchor): labels and deltas exact."""
     rpn_match, rpn_bbox = data.build_rpn_targets(
         config.IMAGE_SHAPE, anchors, class_ids, boxes, config, rng=0)
-    labels, best_gt, gt = brute_force_labels(anchors, class_ids, boxes)
+    labels, best_gt, gt = brute_force_labels(
+        anchors, class_ids, boxes, config.RPN_POSITIVE_IOU,
+        config.RPN_NEGATIVE_IOU)
     np.testing.assert_array_equal(rpn_match, labels)
     positives = np.flatnonzero(labels == 1)
     expected = np.zeros_like(rpn_bbox)
@@ -345,6 +348,35 @@ def test_rpn_targets_match_brute_force_on_random_cases():
         labels = check_against_brute_force(anchors, class_ids, boxes, config)
         seen.update(np.unique(labels).tolist())
     assert seen == {-1, 0, 1}
+
+
+@pytest.mark.parametrize("positive_iou, negative_iou", [
+    (0.5, 0.3), (0.6, 0.4), (0.4, 0.1)])
+def test_rpn_targets_with_other_iou_thresholds(positive_iou, negative_iou):
+    config = make_config(RPN_TRAIN_ANCHORS_PER_IMAGE=4096,
+                         RPN_POSITIVE_IOU=positive_iou,
+                         RPN_NEGATIVE_IOU=negative_iou)
+    anchors = tiny_anchors(config)
+    rng = np.random.default_rng(99)
+    positives = []
+    for case in range(40):
+        class_ids, boxes = random_gt(rng, 64, int(rng.integers(1, 8)),
+                                     crowd=case % 4 == 0)
+        labels = check_against_brute_force(anchors, class_ids, boxes, config)
+        positives.append((labels == 1).sum())
+    # Lower thresholds than the default must change the labels.
+    default = make_config(RPN_TRAIN_ANCHORS_PER_IMAGE=4096)
+    rng = np.random.default_rng(99)
+    default_positives = [
+        (data.build_rpn_targets(default.IMAGE_SHAPE, anchors, *random_gt(
+            rng, 64, int(rng.integers(1, 8)), crowd=case % 4 == 0),
+            default, rng=0)[0] == 1).sum() for case in range(40)]
+    assert sum(positives) > sum(default_positives)
+
+
+def test_rpn_iou_thresholds_are_validated():
+    with pytest.raises(ValueError, match="RPN_NEGATIVE_IOU"):
+        make_config(RPN_POSITIVE_IOU=0.3, RPN_NEGATIVE_IOU=0.5)
 
 
 def test_rpn_targets_special_cases():
