@@ -7,20 +7,13 @@ import tensorflow as tf
 
 from mrcnn import data, export, postprocess, utils
 from mrcnn import model as modellib
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from samples.shapes.shapes import ShapesDataset
+from tests import tiny
 
 
-class ExportConfig(ShapesConfig):
+class ExportConfig(tiny.TinyConfig):
     NAME = "export"
     IMAGES_PER_GPU = 1
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_INFERENCE = 32
-    DETECTION_MAX_INSTANCES = 8
     # Random weights: keep every detection so there is something to compare.
     DETECTION_MIN_CONFIDENCE = 0.0
 

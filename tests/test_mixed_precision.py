@@ -9,27 +9,13 @@ import pytest
 from mrcnn import distribute
 from mrcnn import model as modellib
 from mrcnn.training import LOSS_NAMES
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from samples.shapes.shapes import ShapesDataset
+from tests import tiny
 
 
-class TinyConfig(ShapesConfig):
+class TinyConfig(tiny.TinyConfig):
     NAME = "tinymp"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    DETECTION_MAX_INSTANCES = 8
-    MINI_MASK_SHAPE = (14, 14)
-    STEPS_PER_EPOCH = 1
-    VALIDATION_STEPS = 1
+    STEPS_PER_EPOCH = 1  # the bfloat16 fixture trains a single step
 
 
 class BFloat16Config(TinyConfig):

@@ -7,7 +7,8 @@ import pytest
 
 from mrcnn import model as modellib
 from mrcnn import postprocess, utils
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from samples.shapes.shapes import ShapesDataset
+from tests import tiny
 
 
 ############################################################
@@ -172,19 +173,8 @@ def test_class_masks_and_all_class_masks_unmold_alike():
 #  MaskRCNN inference path
 ############################################################
 
-class TinyInferenceConfig(ShapesConfig):
+class TinyInferenceConfig(tiny.TinyConfig):
     NAME = "tiny_inference"
-    BACKBONE = "resnet18"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_INFERENCE = 32
-    DETECTION_MAX_INSTANCES = 8
     DETECTION_MIN_CONFIDENCE = 0.0
 
 
@@ -328,12 +318,6 @@ class TinyTrainingConfig(TinyInferenceConfig):
     NAME = "tiny_training"
     TRAIN_BN = False  # every batch norm frozen, the heads' included
     HEAD_TRAIN_BN = None
-    POST_NMS_ROIS_TRAINING = 64
-    TRAIN_ROIS_PER_IMAGE = 16
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    MAX_GT_INSTANCES = 4
-    MINI_MASK_SHAPE = (14, 14)
-    ADD_GT_TO_PROPOSALS = True  # positives from random weights
 
 
 def test_mask_head_on_positive_rois_keeps_loss_and_gradients(tmp_path):

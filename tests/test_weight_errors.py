@@ -18,21 +18,12 @@ import keras
 
 from mrcnn import model as modellib
 from mrcnn.weights import CLASS_SPECIFIC_LAYERS, WeightsFileError
-from samples.shapes.shapes import ShapesConfig
+from tests import tiny
 
 
-class TinyConfig(ShapesConfig):
+class TinyConfig(tiny.TinyConfig):
     NAME = "weights"
     IMAGES_PER_GPU = 1
-    IMAGE_MIN_DIM = 64
-    IMAGE_MAX_DIM = 64
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    TOP_DOWN_PYRAMID_SIZE = 32
-    RPN_CONV_DEPTH = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    MASK_HEAD_CONV_DEPTH = 16
-    POST_NMS_ROIS_INFERENCE = 32
-    DETECTION_MAX_INSTANCES = 8
 
 
 class TwoClassConfig(TinyConfig):
