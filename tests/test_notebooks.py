@@ -79,7 +79,8 @@ def test_committed_notebook_is_valid_and_has_no_outputs(name):
 
 def test_train_shapes_trains_detects_and_scores(shapes_run):
     printed = printed_text(shapes_run["notebook"])
-    # Two stages: the heads up to epoch 1, all layers up to epoch 2.
+    # Two stages: all layers up to epoch 1, then the fine-tuning with
+    # frozen batch norm (a new training model) up to epoch 2.
     checkpoints = sorted(glob.glob(os.path.join(
         shapes_run["logs"], "shapes*", "mask_rcnn_shapes_*.weights.h5")))
     assert [os.path.basename(c) for c in checkpoints] == [
