@@ -454,7 +454,7 @@ def compare_training(torch, args, report):
         report["ours_train{}_step_ms".format(name)] = round(ours_ms, 1)
         report["ours_train{}_step_runs_ms".format(name)] = [
             round(v, 1) for v in ours_runs]
-        report["torchvision_train_step_runs_ms" + name] = [
+        report["torchvision_train{}_step_runs_ms".format(name)] = [
             round(v, 1) for v in theirs_runs]
         report["train_ratio" + name] = round(ours_ms / theirs_ms, 3)
         report["train_ratio{}_pairs".format(name)] = pair_ratios(

@@ -32,10 +32,9 @@ from mrcnn import utils
 
 logger = logging.getLogger(__name__)
 
-# IoU thresholds of the RPN targets: matterport's constants, the defaults of
-# Config.RPN_POSITIVE_IOU and RPN_NEGATIVE_IOU.
-RPN_POSITIVE_IOU = 0.7
-RPN_NEGATIVE_IOU = 0.3
+# An anchor touching a crowd box from this IoU is never a negative. The
+# positive and negative thresholds are Config.RPN_POSITIVE_IOU and
+# RPN_NEGATIVE_IOU.
 RPN_CROWD_IOU = 0.001
 
 # Augmenters that are safe to apply to masks: geometric ones that move mask
@@ -537,9 +536,8 @@ class _AnchorIndex(object):
         return positions, box, iou
 
 
-def _match_anchors_dense(anchors, gt_boxes, crowd_boxes,
-                         positive_iou=RPN_POSITIVE_IOU,
-                         negative_iou=RPN_NEGATIVE_IOU):
+def _match_anchors_dense(anchors, gt_boxes, crowd_boxes, positive_iou,
+                         negative_iou):
     """Matterport's labelling from the full IoU matrix (irregular anchors).
 
     Returns int8 [num_anchors]: 1 positive, -1 negative, 0 neutral, before
@@ -561,7 +559,8 @@ def _match_anchors_dense(anchors, gt_boxes, crowd_boxes,
 
 
 def _find_best_anchors(index, boxes, bounds, done, best, found):
-    """Completes the search for each box's best anchors (IoU may be < 0.3).
+    """Completes the search for each box's best anchors (their IoU may be
+    below the negative threshold).
 
     A box's best anchor may lie in a group not looked at yet. Groups are
     visited per box in decreasing order of their IoU bound until no unseen
@@ -587,14 +586,14 @@ def _find_best_anchors(index, boxes, bounds, done, best, found):
     return [np.concatenate(parts) for parts in zip(*found)]
 
 
-def _match_anchors(index, anchors, gt_boxes, crowd_boxes,
-                   positive_iou=RPN_POSITIVE_IOU, negative_iou=RPN_NEGATIVE_IOU):
+def _match_anchors(index, anchors, gt_boxes, crowd_boxes, positive_iou,
+                   negative_iou):
     """RPN anchor labels before subsampling, as matterport defines them.
 
-    1: IoU >= positive_iou (0.7) with a GT box, or the best anchor of a GT
+    1: IoU >= positive_iou (0.7 by default) with a GT box, or the best anchor of a GT
        box (all tied best anchors; when a box overlaps no anchor at all,
        every anchor ties at IoU 0 and all become positive, as in matterport).
-    -1: IoU < negative_iou (0.3) with every GT box and < 0.001 with every
+    -1: IoU < negative_iou (0.3 by default) with every GT box and < 0.001 with every
        crowd box.
     0: the rest.
     index: _AnchorIndex of anchors. gt_boxes, crowd_boxes: [K, 4] float64.

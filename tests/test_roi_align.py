@@ -216,7 +216,6 @@ def random_boxes(rng, count, low=-0.2, high=1.2):
     """Boxes partly outside the image, some overlapping, some degenerate."""
     corners = rng.uniform(low, high, size=(count, 2, 2))
     boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], 1)
-    boxes = boxes[:, [0, 1, 2, 3]]
     boxes[:3] = [0.2, 0.3, 0.2, 0.3]  # zero-size boxes: a single point
     return boxes.astype(np.float32)
 
