@@ -30,6 +30,7 @@ OVERRIDABLE = (
     "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "FPN_CLASSIF_FC_LAYERS_SIZE",
     "MASK_HEAD_CONV_DEPTH", "MINI_MASK_SHAPE", "WEIGHT_DECAY",
     "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
+    "CPU_THREADS",
 )
 
 COCO_CLASS_NAMES = [
@@ -103,7 +104,10 @@ def parse_overrides(pairs):
 def make_config(name, num_classes, overrides, inference=False):
     """A Config subclass instance with the given values."""
     from mrcnn.config import Config
-    attrs = {"NAME": name, "NUM_CLASSES": int(num_classes)}
+    # bfloat16 where the hardware has it, float32 elsewhere (mrcnn.runtime);
+    # --set MIXED_PRECISION=null forces float32.
+    attrs = {"NAME": name, "NUM_CLASSES": int(num_classes),
+             "MIXED_PRECISION": "auto"}
     attrs.update(overrides)
     for key in ("RPN_ANCHOR_SCALES", "MINI_MASK_SHAPE"):
         if key in attrs:

@@ -181,8 +181,15 @@ class Config(object):
     # padding. Off in the original; with trained head batch norm, zero
     # padding skews the statistics that inference then uses.
     ROI_FILL_WITH_NEGATIVES = False
-    # None (float32), "mixed_float16" (GPU) or "mixed_bfloat16" (CPU).
+    # None (float32), "mixed_float16" (GPU), "mixed_bfloat16" or "auto":
+    # bfloat16 where the hardware computes it (CPUs with AVX512_BF16 or
+    # AMX, GPUs of compute capability >= 8.0), float32 elsewhere (an AVX2
+    # CPU emulates bfloat16, slower than float32). See mrcnn.runtime.
     MIXED_PRECISION = None
+    # TensorFlow's CPU threads. None: $MRCNN_CPU_THREADS if set, else the
+    # cores this process may use (affinity mask and cgroup CPU quota).
+    # Applied when the first MaskRCNN is built, before TensorFlow runs.
+    CPU_THREADS = None
 
     def __init__(self):
         """Set values of computed attributes and check the configuration."""
@@ -264,9 +271,15 @@ class Config(object):
         if missing:
             fail("LOSS_WEIGHTS must have exactly the five loss names; "
                  "unexpected or missing: {}".format(sorted(missing)))
-        if self.MIXED_PRECISION not in (None, "mixed_float16", "mixed_bfloat16"):
-            fail("MIXED_PRECISION must be None, 'mixed_float16' or "
+        if self.MIXED_PRECISION not in (None, "auto", "mixed_float16",
+                                        "mixed_bfloat16"):
+            fail("MIXED_PRECISION must be None, 'auto', 'mixed_float16' or "
                  "'mixed_bfloat16', got {!r}".format(self.MIXED_PRECISION))
+        threads = self.CPU_THREADS
+        if threads is not None and (isinstance(threads, bool) or not
+                                    isinstance(threads, int) or threads < 1):
+            fail("CPU_THREADS must be None or a positive integer, got "
+                 "{!r}".format(self.CPU_THREADS))
 
     def to_dict(self):
         return {a: getattr(self, a)

@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import architecture, distribute, postprocess, training, utils
+from mrcnn import (architecture, distribute, postprocess, runtime, training,
+                   utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
 from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
@@ -125,8 +126,11 @@ class MaskRCNN(object):
         self._anchor_cache = {}
         self._detect_fn = None
         self.set_log_dir()
+        # Before the first TensorFlow op: the pools are fixed after it.
+        self.threads = runtime.configure(config.CPU_THREADS)
+        self.precision = runtime.resolve_precision(config.MIXED_PRECISION)
         self.strategy = distribute.select_strategy(config, distribute_strategy)
-        with self.strategy.scope(), precision_policy(config.MIXED_PRECISION):
+        with self.strategy.scope(), precision_policy(self.precision):
             self.keras_model = self.build(mode=mode, config=config)
 
     # ------------------------------------------------------------------ build
@@ -229,7 +233,7 @@ class MaskRCNN(object):
             optimizer = distribute.GlobalGradientSGD(
                 learning_rate=learning_rate, momentum=momentum,
                 clipnorm=self.config.GRADIENT_CLIP_NORM)
-            if self.config.MIXED_PRECISION == "mixed_float16":
+            if self.precision == "mixed_float16":
                 # float16 gradients underflow without loss scaling.
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
@@ -254,13 +258,14 @@ class MaskRCNN(object):
             geometric ones, to masks).
         custom_callbacks: extra Keras callbacks.
         no_augmentation_sources: dataset sources not to augment.
-        workers: data-loading threads (default: up to 4, one per core).
+        workers: data-loading threads (default: one per available core, at
+            most 4).
         Returns the Keras History.
         """
         if self.mode != "training":
             raise RuntimeError("Create the model in training mode to train.")
         layers = LAYER_REGEX.get(layers, layers)
-        workers = workers or max(1, min(4, os.cpu_count() or 1))
+        workers = workers or min(4, runtime.available_cores())
         train_feed = MaskRCNNDataset(
             train_dataset, self.config, shuffle=True,
             augmentation=augmentation,
@@ -283,6 +288,8 @@ class MaskRCNN(object):
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
+        log("Precision: {}, CPU threads: {}".format(
+            self.precision or "float32", self.threads))
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
         history = self.keras_model.fit(

@@ -10,6 +10,12 @@ import pytest  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+# The thread pools and allocator settings the library uses, for the tests
+# too (TensorFlow fixes its pools when it first runs).
+from mrcnn import runtime  # noqa: E402
+
+runtime.configure()
+
 
 def balloon_dir():
     """The balloon dataset folder, from MRCNN_BALLOON_DIR or ../shared."""

@@ -1,0 +1,242 @@
+"""The machine a model runs on: CPU threads and the compute precision.
+
+Two choices decide most of a CPU's speed, and both are made here, once:
+
+* Threads. TensorFlow sizes its thread pools from the CPUs the process may
+  be scheduled on, which in a container can be many more than its CPU
+  quota allows; every op then splits its work over threads that wait for
+  each other (system time grows, wall time with it). ``configure_threads``
+  sizes the pools from the cores really available: the affinity mask
+  (``os.sched_getaffinity``) cut by the cgroup CPU quota, or an explicit
+  count from ``Config.CPU_THREADS`` or ``$MRCNN_CPU_THREADS``.
+* Memory. glibc's malloc hands large freed blocks back to the kernel
+  (``munmap``, heap trimming), so every training step faults its
+  activations in again: 40,000 page faults a step for the shapes demo,
+  a quarter of its CPU time in the kernel. ``configure_allocator`` keeps
+  freed memory in the process for reuse (the peak of a step is reached
+  every step anyway); ``$MRCNN_MALLOC_TUNING=0`` leaves malloc as it is.
+* Precision. bfloat16 pays only where the hardware computes it: CPUs with
+  AVX512_BF16 or AMX-BF16, GPUs of compute capability 8.0 (Ampere) and
+  later. On an AVX2-only CPU TensorFlow runs bfloat16 ops in emulation,
+  several times slower than float32. ``resolve_precision("auto")`` picks
+  bfloat16 only where it is native, float32 elsewhere, and says which.
+"""
+
+import ctypes
+import logging
+import math
+import os
+import platform
+
+logger = logging.getLogger(__name__)
+
+THREADS_ENV = "MRCNN_CPU_THREADS"
+MALLOC_ENV = "MRCNN_MALLOC_TUNING"
+PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
+# /proc/cpuinfo flags that decide which kernels oneDNN and TensorFlow run.
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                  "amx_bf16", "amx_tile")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+############################################################
+#  CPU
+############################################################
+
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The CPU's feature flags (a set of strings; empty if unreadable)."""
+    try:
+        with open(cpuinfo) as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_summary(flags=None):
+    """{flag: bool} for the flags in REPORTED_FLAGS (benchmarks, the demo)."""
+    flags = cpu_flags() if flags is None else flags
+    return {name: name in flags for name in REPORTED_FLAGS}
+
+
+def _cgroup_cpu_limit(root="/sys/fs/cgroup"):
+    """CPUs allowed by the cgroup quota (a float), or None when unlimited."""
+    try:  # cgroup v2: "<quota> <period>" or "max <period>"
+        with open(os.path.join(root, "cpu.max")) as handle:
+            quota, period = handle.read().split()[:2]
+        if quota != "max":
+            return int(quota) / int(period)
+        return None
+    except (OSError, ValueError):
+        pass
+    try:  # cgroup v1
+        with open(os.path.join(root, "cpu", "cpu.cfs_quota_us")) as handle:
+            quota = int(handle.read())
+        with open(os.path.join(root, "cpu", "cpu.cfs_period_us")) as handle:
+            period = int(handle.read())
+        return quota / period if quota > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cores(cgroup_root="/sys/fs/cgroup"):
+    """Cores this process can really use: the affinity mask, cut by the
+    cgroup CPU quota (rounded up), at least 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, max(1, math.ceil(limit)))
+    return max(1, cores)
+
+
+def thread_count(config_threads=None):
+    """The thread count to use: Config.CPU_THREADS, else $MRCNN_CPU_THREADS,
+    else available_cores()."""
+    if config_threads:
+        return int(config_threads)
+    value = os.environ.get(THREADS_ENV)
+    if value:
+        try:
+            count = int(value)
+        except ValueError:
+            count = 0
+        if count < 1:
+            raise ValueError("{} must be a positive integer, got {!r}".format(
+                THREADS_ENV, value))
+        return count
+    return available_cores()
+
+
+def configure_threads(threads=None):
+    """Sizes TensorFlow's thread pools: `threads` (or thread_count()) for
+    the work inside an op, and as many for running independent ops side
+    by side. Returns the intra-op count in effect.
+
+    TensorFlow fixes its pools when it first runs something; after that
+    the existing pools stay (a warning says so when they differ).
+    """
+    import tensorflow as tf
+
+    count = thread_count(threads)
+    threading = tf.config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(count)
+        threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        current = threading.get_intra_op_parallelism_threads()
+        if current not in (0, count):
+            logger.warning(
+                "TensorFlow already runs with %d intra-op threads; %d were "
+                "asked for. Set Config.CPU_THREADS or $%s before the first "
+                "TensorFlow op to change it.", current, count, THREADS_ENV)
+        return current or count
+    return count
+
+
+############################################################
+#  Memory
+############################################################
+
+# mallopt() parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+# Grow the heap in steps of this much: fewer, larger system calls.
+_TOP_PAD_BYTES = 64 * 1024 * 1024
+_allocator_configured = False
+
+
+def configure_allocator():
+    """Keeps freed memory in the process instead of returning it to the
+    kernel after every step (glibc only; elsewhere, or with
+    $MRCNN_MALLOC_TUNING=0, nothing changes). Returns whether it applied.
+
+    Large blocks are served from the heap instead of fresh mappings
+    (M_MMAP_MAX 0) and the heap is never trimmed (M_TRIM_THRESHOLD at its
+    maximum): a step's tensors reuse the pages of the step before. Idle
+    memory stays resident until the process ends, at most the peak the
+    model needed.
+    """
+    global _allocator_configured
+    if _allocator_configured:
+        return True
+    if os.environ.get(MALLOC_ENV, "1") == "0":
+        return False
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    applied = (libc.mallopt(_M_MMAP_MAX, 0)
+               and libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1)
+               and libc.mallopt(_M_TOP_PAD, _TOP_PAD_BYTES))
+    _allocator_configured = bool(applied)
+    if not applied:
+        logger.warning("mallopt refused the allocator settings; malloc "
+                       "keeps its defaults")
+    return _allocator_configured
+
+
+def configure(threads=None):
+    """configure_threads(threads) and configure_allocator(); returns the
+    thread count in effect."""
+    configure_allocator()
+    return configure_threads(threads)
+
+
+############################################################
+#  Precision
+############################################################
+
+def _gpus_support_bf16():
+    """None without GPUs, else whether every visible GPU computes bf16."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return None
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        if tuple(details.get("compute_capability", (0, 0))) < (8, 0):
+            return False
+    return True
+
+
+def native_bf16(flags=None, gpus="probe"):
+    """Whether bfloat16 runs in hardware here: on the GPUs if there are
+    any, else on the CPU. `flags` (CPU flags) and `gpus` (None: no GPU,
+    True/False: GPUs with/without bf16) replace the probes."""
+    if gpus == "probe":
+        gpus = _gpus_support_bf16()
+    if gpus is not None:
+        return bool(gpus)
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def resolve_precision(name, flags=None, gpus="probe"):
+    """The Keras dtype policy for Config.MIXED_PRECISION `name`.
+
+    "auto": "mixed_bfloat16" where bfloat16 is native, else None (float32),
+    logged. "mixed_bfloat16" where it is emulated: kept, with a warning.
+    Other values are returned unchanged.
+    """
+    if name not in PRECISIONS:
+        raise ValueError("MIXED_PRECISION must be one of {}, got {!r}".format(
+            PRECISIONS, name))
+    if name == "auto":
+        chosen = "mixed_bfloat16" if native_bf16(flags, gpus) else None
+        logger.info("MIXED_PRECISION 'auto': %s", chosen or
+                    "float32 (no native bfloat16 on this machine)")
+        return chosen
+    if name == "mixed_bfloat16" and not native_bf16(flags, gpus):
+        logger.warning(
+            "MIXED_PRECISION 'mixed_bfloat16' on a machine without native "
+            "bfloat16 (no AVX512_BF16/AMX-BF16 CPU, no GPU of compute "
+            "capability >= 8.0): bfloat16 is emulated and slower than "
+            "float32. Use 'auto' or None.")
+    return name
