@@ -46,7 +46,7 @@ def build_backbone(input_image, config):
     else:
         _, c2, c3, c4, c5 = resnet_graph(
             input_image, config.BACKBONE, stage5=True,
-            train_bn=config.TRAIN_BN)
+            train_bn=config.TRAIN_BN, fold_bn=config.FOLD_BATCH_NORM)
     p2, p3, p4, p5, p6 = fpn_graph(c2, c3, c4, c5,
                                    pyramid_size=config.TOP_DOWN_PYRAMID_SIZE)
     return [p2, p3, p4, p5, p6], [p2, p3, p4, p5]
@@ -83,14 +83,16 @@ def build_heads(rois, mrcnn_feature_maps, image_meta, config):
     return fpn_classifier_graph(
         rois, mrcnn_feature_maps, image_meta, config.POOL_SIZE,
         config.NUM_CLASSES, train_bn=head_train_bn(config),
-        fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE)
+        fc_layers_size=config.FPN_CLASSIF_FC_LAYERS_SIZE,
+        fold_bn=config.FOLD_BATCH_NORM)
 
 
 def build_mask_head(rois, mrcnn_feature_maps, image_meta, config):
     return build_fpn_mask_graph(
         rois, mrcnn_feature_maps, image_meta, config.MASK_POOL_SIZE,
         config.NUM_CLASSES, train_bn=head_train_bn(config),
-        conv_depth=config.MASK_HEAD_CONV_DEPTH)
+        conv_depth=config.MASK_HEAD_CONV_DEPTH,
+        fold_bn=config.FOLD_BATCH_NORM)
 
 
 def build_inputs(config):

@@ -186,6 +186,11 @@ class Config(object):
     # AMX, GPUs of compute capability >= 8.0), float32 elsewhere (an AVX2
     # CPU emulates bfloat16, slower than float32). See mrcnn.runtime.
     MIXED_PRECISION = None
+    # Let each convolution apply the batch norm after it wherever that uses
+    # its moving statistics (inference, TRAIN_BN False, frozen layers): the
+    # same numbers to float rounding, the normalization's passes saved.
+    # Weights and layer names are unchanged. See mrcnn.backbone.
+    FOLD_BATCH_NORM = True
     # TensorFlow's CPU threads. None: $MRCNN_CPU_THREADS if set, else the
     # cores this process may use (affinity mask and cgroup CPU quota).
     # Applied when the first MaskRCNN is built, before TensorFlow runs.

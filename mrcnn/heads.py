@@ -17,7 +17,7 @@ import inspect
 import keras
 import tensorflow as tf
 
-from mrcnn.backbone import BatchNorm
+from mrcnn.backbone import BatchNorm, FoldableConv2D
 from mrcnn.roi_align import PyramidROIAlign
 
 
@@ -127,17 +127,20 @@ class PositiveRois(keras.layers.Layer):
 
 
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, train_bn,
-                  padding="valid"):
-    """Per-ROI Conv2D + BatchNorm + ReLU on [batch, num_rois, h, w, c]."""
-    x = FoldedTimeDistributed(
-        keras.layers.Conv2D(filters, kernel_size, padding=padding),
-        name=conv_name)(x)
-    x = FoldedTimeDistributed(BatchNorm(train_bn=train_bn), name=bn_name)(x)
+                  fold_bn=True, padding="valid"):
+    """Per-ROI Conv2D + BatchNorm + ReLU on [batch, num_rois, h, w, c]; the
+    conv applies the batch norm where it is frozen (see FoldableConv2D)."""
+    conv = FoldableConv2D(filters, kernel_size, padding=padding)
+    batch_norm = BatchNorm(train_bn=train_bn, fold=fold_bn)
+    conv.link_batch_norm(batch_norm)
+    x = FoldedTimeDistributed(conv, name=conv_name)(x)
+    x = FoldedTimeDistributed(batch_norm, name=bn_name)(x)
     return keras.layers.Activation("relu")(x)
 
 
 def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
-                         num_classes, train_bn=True, fc_layers_size=1024):
+                         num_classes, train_bn=True, fc_layers_size=1024,
+                         fold_bn=True):
     """Builds the box regression and classification head.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] proposals, normalized.
@@ -148,6 +151,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
     train_bn: passed to the head's BatchNorm layers.
     fc_layers_size: channels of the two "fully connected" layers (implemented
         as convs, as in matterport).
+    fold_bn: convs apply their frozen batch norm (see FoldableConv2D).
     Returns:
         mrcnn_class_logits: [batch, num_rois, num_classes] classifier logits.
         mrcnn_probs: [batch, num_rois, num_classes] class probabilities.
@@ -159,9 +163,11 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
         [rois, image_meta] + list(feature_maps))
     # A pool_size x pool_size valid conv is a fully connected layer per ROI.
     x = _conv_bn_relu(x, fc_layers_size, (pool_size, pool_size),
-                      "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn)
+                      "mrcnn_class_conv1", "mrcnn_class_bn1", train_bn,
+                      fold_bn)
     x = _conv_bn_relu(x, fc_layers_size, (1, 1),
-                      "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn)
+                      "mrcnn_class_conv2", "mrcnn_class_bn2", train_bn,
+                      fold_bn)
     shared = PoolSqueeze(name="pool_squeeze")(x)  # [batch, num_rois, fc]
 
     # Dense acts on the last axis, so no per-ROI wrapper is needed. The
@@ -180,7 +186,8 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
 
 
 def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
-                         num_classes, train_bn=True, conv_depth=256):
+                         num_classes, train_bn=True, conv_depth=256,
+                         fold_bn=True):
     """Builds the mask head.
 
     rois: [batch, num_rois, (y1, x1, y2, x2)] boxes, normalized.
@@ -190,6 +197,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
     num_classes: number of classes, background included.
     train_bn: passed to the head's BatchNorm layers.
     conv_depth: channels of the 3x3 convs and the deconv (256 in matterport).
+    fold_bn: convs apply their frozen batch norm (see FoldableConv2D).
     Returns: [batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]
         per-class mask probabilities (sigmoid).
     """
@@ -197,7 +205,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
         [rois, image_meta] + list(feature_maps))
     for i in range(1, 5):
         x = _conv_bn_relu(x, conv_depth, (3, 3), "mrcnn_mask_conv{}".format(i),
-                          "mrcnn_mask_bn{}".format(i), train_bn,
+                          "mrcnn_mask_bn{}".format(i), train_bn, fold_bn,
                           padding="same")
     x = FoldedTimeDistributed(
         keras.layers.Conv2DTranspose(conv_depth, (2, 2), strides=2,
