@@ -32,7 +32,7 @@ import skimage.draw
 import skimage.io
 from PIL import Image
 
-from mrcnn import utils
+from mrcnn import dropped, orientation, utils
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
                     ".webp")
@@ -47,15 +47,26 @@ def is_image_file(path):
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def read_image_size(path):
+def read_image_size(path, upright=False):
     """(height, width) of an image file, read from its header where possible.
 
+    upright: the size of the upright frame of an EXIF-rotated photo (sides
+    swapped for orientations 5-8; see mrcnn.orientation), not the stored one.
     Raises FileNotFoundError naming the file when it does not exist and
     ValueError when it is not a readable image.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError("image file not found: {}".format(path))
+    height, width = _stored_image_size(path)
+    if upright:
+        return orientation.upright_size(height, width,
+                                        orientation.exif_orientation(path))
+    return height, width
+
+
+def _stored_image_size(path):
+    """(height, width) of the pixels as stored in the file."""
     try:
         # PIL parses only the header here; the pixels are not decoded.
         with Image.open(path) as image:
@@ -324,14 +335,19 @@ class MasksDataset(utils.Dataset):
         class_ids = add_classes(self, source, names)
         warn_skipped_classes(set(found) - set(names), directory)
         for sample in samples:
-            height, width = read_image_size(sample["path"])
+            height, width = read_image_size(
+                sample["path"], upright=self.apply_exif_orientation)
             self.add_image(source, image_id=sample["id"], path=sample["path"],
                            height=height, width=width, layout=layout,
                            masks_source=source, class_name_to_id=class_ids,
                            **sample["extra"])
 
     def load_mask(self, image_id):
-        """Returns (bool [height, width, N], int32 class ids [N])."""
+        """Returns (bool [height, width, N], int32 class ids [N]).
+
+        Mask images with no foreground pixel are dropped, with a warning
+        naming the image (mrcnn.dropped).
+        """
         info = self.image_info[image_id]
         if "layout" not in info:
             return super().load_mask(image_id)
@@ -343,6 +359,8 @@ class MasksDataset(utils.Dataset):
         known = info["class_name_to_id"]
         pairs = [(m, internal_class_id(self, info["masks_source"], known[n]))
                  for m, n in zip(masks, names) if n in known]
+        empty = sum(1 for m, _ in pairs if not m.any())
+        dropped.report(self, image_id, "empty_mask_file", empty, len(pairs))
         return stack_instances([m for m, _ in pairs], [c for _, c in pairs],
                                shape)
 
