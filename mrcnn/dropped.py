@@ -118,10 +118,11 @@ def report(dataset, image_id, cause, count, total=None):
 
 
 def _instances(count, total):
-    noun = "instance" if count == 1 else "instances"
+    """'1 instance', '2 of the 5 instances'."""
     if total is None:
-        return "{} {}".format(count, noun)
-    return "{} of the {} {}".format(count, total, noun)
+        return "{} instance{}".format(count, "" if count == 1 else "s")
+    return "{} of the {} instance{}".format(count, total,
+                                            "" if total == 1 else "s")
 
 
 def drop_empty(dataset, image_id, mask, class_ids, cause):
