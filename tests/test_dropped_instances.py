@@ -258,3 +258,42 @@ def test_empty_mask_file_is_named(tmp_path, caplog):
 def test_unknown_cause_is_refused():
     with pytest.raises(ValueError, match="unknown drop cause"):
         dropped.report(utils.Dataset(), 0, "lost", 1)
+
+
+# ------------------------------------------------------- check-dataset
+
+def test_check_dataset_counts_drops_by_cause(tmp_path, caplog, capsys):
+    from mrcnn import cli
+    from mrcnn.datasets import check_dataset, check_path, dropped_counts
+    save_noise(tmp_path / "a.png", 40, 50)
+    save_noise(tmp_path / "b.png", 40, 50)
+    (tmp_path / "via_region_data.json").write_text(json.dumps({
+        "a.png1": {"filename": "a.png", "regions": [
+            via_rect(5, 5, 10, 10), via_rect(60, 5, 10, 10),
+            via_rect(-40, 5, 10, 10)]},
+        "b.png1": {"filename": "b.png", "regions": [
+            via_rect(5, 5, 10, 10), via_polygon([3, 9], [3, 9])]}}))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        problems = check_path(str(tmp_path))
+    assert drop_warnings(caplog) == []  # reported as problems instead
+    assert dropped_counts(problems) == {"outside_image": (2, 1),
+                                        "no_area": (1, 1)}
+    counted = [p for p in problems if p.cause]
+    assert sorted((p.file, p.message) for p in counted) == [
+        (str(tmp_path / "a.png"), "2 instances dropped in training: "
+         + dropped.CAUSES["outside_image"]),
+        (str(tmp_path / "b.png"), "1 instance dropped in training: "
+         + dropped.CAUSES["no_area"])]
+
+    assert cli.main(["check-dataset", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "dropped in training: 1 instance(s) of 1 image(s): no_area" in out
+    assert ("dropped in training: 2 instance(s) of 1 image(s): "
+            "outside_image") in out
+
+    # With a config, also what resizing to its input drops.
+    masks = boxes(256, 256, (1, 1, 2, 2), (100, 100, 180, 180))
+    resized = listed(tmp_path, ("big", masks))
+    assert dropped_counts(check_dataset(resized)) == {}
+    assert dropped_counts(check_dataset(resized, CONFIG)) == {
+        "empty_after_resize": (1, 1)}
