@@ -25,7 +25,7 @@ from pycocotools.coco import COCO
 
 from mrcnn import utils
 from mrcnn.datasets import instances
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 
 DEFAULT_DATASET_YEAR = "2014"
 

@@ -9,7 +9,7 @@ None when it has no points to speak of (an RLE).
 import numpy as np
 
 from mrcnn import dropped
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 
 
 def points_extent(xs, ys):

@@ -27,7 +27,7 @@ from PIL import Image
 
 from mrcnn import utils
 from mrcnn.datasets import instances
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")

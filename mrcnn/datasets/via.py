@@ -23,7 +23,7 @@ import warnings
 
 from mrcnn import utils
 from mrcnn.datasets import instances
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 
 SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse")
 SKIPPED_SHAPES = ("point",)  # no area: never an instance

@@ -5,7 +5,7 @@ import os
 
 from mrcnn.datasets import coco as coco_format
 from mrcnn.datasets import labelme as labelme_format
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 from mrcnn.datasets.check.coco_json import check_coco_json
 from mrcnn.datasets.check.labelme_json import check_labelme_json
 from mrcnn.datasets.check.problem import ERROR, Problem

@@ -5,7 +5,7 @@ import os
 
 from mrcnn import orientation
 from mrcnn.datasets import instances
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import loader_tools as mask_tools
 from mrcnn.datasets.check.problem import ERROR, WARNING
 
 
