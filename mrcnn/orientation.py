@@ -5,16 +5,14 @@ file with an orientation (EXIF tag 0x0112) telling viewers how to show it
 upright. The values, as EXIF 2.3 defines them (and as
 ``PIL.ImageOps.exif_transpose`` applies them):
 
-==  ===========================================  ================
- 1  as stored                                    same size
- 2  mirrored left-right                          same size
- 3  turned 180 degrees                           same size
- 4  mirrored top-bottom                          same size
- 5  transposed (mirrored along the main diagonal)  sides swapped
- 6  turned 90 degrees clockwise                  sides swapped
- 7  transversed (mirrored along the other diagonal) sides swapped
- 8  turned 90 degrees counter-clockwise          sides swapped
-==  ===========================================  ================
+* 1: as stored;
+* 2: mirrored left-right;
+* 3: turned 180 degrees;
+* 4: mirrored top-bottom;
+* 5: transposed (mirrored along the main diagonal), sides swapped;
+* 6: turned 90 degrees clockwise, sides swapped;
+* 7: transversed (mirrored along the other diagonal), sides swapped;
+* 8: turned 90 degrees counter-clockwise, sides swapped.
 
 Annotation tools that honour the tag (LabelMe, web browsers) show, and so
 are annotated on, the upright frame; ``mrcnn.utils.Dataset`` uses the
