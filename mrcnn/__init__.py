@@ -1,0 +1,14 @@
+"""Mask R-CNN on Keras 3 and TensorFlow 2, with matterport's API.
+
+Importing any module of the package puts back the numpy 1 names that
+imgaug 0.4.0 reads on import (``np.sctypes``, ``np.complex``), so a script
+may ``import imgaug`` after ``mrcnn`` on numpy 2. imgaug itself is not
+imported here: it is slow and optional (see ``mrcnn._imgaug_compat``).
+
+Bad input gets a clear error naming the image or file and what is wrong,
+or a documented handling (clip, convert, skip) that also says so at run
+time, and is never dropped without a warning that names the image
+(``mrcnn.dropped``).
+"""
+
+from mrcnn import _imgaug_compat  # noqa: F401  (numpy aliases for imgaug)

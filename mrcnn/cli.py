@@ -451,6 +451,10 @@ def cmd_check_dataset(args):
     errors = [p for p in problems if p.severity == "error"]
     for p in problems:
         print("{}: {}: {}".format(p.severity.upper(), p.file, p.message))
+    for cause, (instances, images) in sorted(
+            check.dropped_counts(problems).items()):
+        print("dropped in training: {} instance(s) of {} image(s): {}"
+              .format(instances, images, cause))
     print("{} error(s), {} warning(s) in {}".format(
         len(errors), len(problems) - len(errors), args.path))
     return 1 if errors else 0

@@ -28,7 +28,7 @@ import threading
 import numpy as np
 import keras
 
-from mrcnn import utils
+from mrcnn import dropped, utils
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,9 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     bbox: [instance_count, (y1, x1, y2, x2)] int32 pixel boxes
     mask: [height, width, instance_count] bool, or
         [MINI_MASK_SHAPE + (instance_count,)] with use_mini_mask.
-    Instances whose mask is empty after resizing/augmentation are dropped.
+    Instances whose mask is empty (from load_mask, after resizing or after
+    augmentation) are dropped, with a warning naming the image the first
+    time per cause (mrcnn.dropped).
     Raises ValueError naming the image when load_image() or load_mask()
     return malformed arrays (wrong shape or channel count, NaN pixels, mask
     and class id counts that differ, class ids outside 1..NUM_CLASSES-1).
@@ -312,6 +314,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = _checked_instances(dataset, image_id, image, mask,
                                          class_ids)
+    mask, class_ids = dropped.drop_empty(dataset, image_id, mask, class_ids,
+                                         "empty_in_load_mask")
     original_shape = image.shape
     try:
         image, window, scale, padding, crop = utils.resize_image(
@@ -325,6 +329,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
                                          error)) from error
     if scale != 1 or crop is not None or np.any(padding):
         mask = utils.resize_mask(mask, scale, padding, crop)
+        mask, class_ids = dropped.drop_empty(dataset, image_id, mask,
+                                             class_ids, "empty_after_resize")
 
     if augment:
         logger.warning("'augment' is deprecated. Use 'augmentation' instead.")
@@ -335,15 +341,10 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     if augmentation:
         image, mask = augment_image_and_masks(
             augmentation, image, mask, describe_image(dataset, image_id))
+        mask, class_ids = dropped.drop_empty(
+            dataset, image_id, mask, class_ids, "empty_after_augmentation")
 
     bbox = utils.extract_bboxes(mask)
-    # Instances cropped away (by resizing or augmentation) have empty masks,
-    # hence empty boxes.
-    present = bbox[:, 2] > bbox[:, 0]
-    if not np.all(present):
-        mask = mask[:, :, present]
-        class_ids = class_ids[present]
-        bbox = bbox[present]
 
     # Different datasets have different classes; mark the ones of the
     # image's source as active.
@@ -1007,6 +1008,8 @@ def data_generator(dataset, config, shuffle=True, augment=False,
     batch = []
     while True:
         image_index = (image_index + 1) % len(image_ids)
+        if image_index == 0:
+            dropped.log_epoch(dataset)  # the pass just finished, if any
         if shuffle and image_index == 0:
             np.random.shuffle(image_ids)
         image_id = image_ids[image_index]
@@ -1158,6 +1161,7 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         return self._epoch_state[0]
 
     def on_epoch_end(self):
+        dropped.log_epoch(self.dataset, self.epoch + 1)
         epoch = self.epoch + 1
         self._epoch_state = (epoch, self._epoch_order(epoch))
 

@@ -32,6 +32,10 @@ import skimage.io
 import skimage.transform
 import skimage.util
 
+from mrcnn import orientation
+# The EXIF helpers' earlier home; they live in mrcnn.orientation.
+from mrcnn.orientation import EXIF_ORIENTATION_TAG, exif_orientation  # noqa: F401
+
 # URL of the COCO weights released with matterport's Mask R-CNN v2.0.
 COCO_MODEL_URL = ("https://github.com/matterport/Mask_RCNN/releases/download/"
                   "v2.0/mask_rcnn_coco.h5")
@@ -237,7 +241,18 @@ class Dataset(object):
 
     Classes and images of several sources (datasets) can be mixed in one
     Dataset; prepare() gives every class and image a compact internal id.
+
+    apply_exif_orientation: False (the default, as the original) uses the
+    pixels of a photo as stored, ignoring its EXIF orientation tag, with one
+    warning per tagged file. True turns them upright as photo viewers,
+    browsers and LabelMe show them (see mrcnn.orientation): load_image()
+    returns upright pixels, the sizes the loaders store in image_info are
+    upright ones, and check-dataset checks annotations against that frame.
+    Set it when the annotations were drawn on the upright view (a class
+    attribute, or on the instance before loading); LabelMeDataset sets it.
     """
+
+    apply_exif_orientation = False
 
     def __init__(self, class_map=None):
         self._image_ids = []
@@ -337,9 +352,11 @@ class Dataset(object):
 
         Grayscale images get three equal channels, an alpha channel is
         dropped and 16-bit (or float) images are rescaled to 8 bits.
-        Pixels come as stored in the file: an EXIF orientation tag is not
+        Pixels come as stored in the file, an EXIF orientation tag not
         applied (as in matterport, skimage and pycocotools), so annotations
         must be in the stored frame too; a tagged file gets one warning.
+        With apply_exif_orientation they come upright instead ([W, H, 3]
+        for orientations 5-8).
         Raises FileNotFoundError when the file is missing and ValueError when
         it cannot be decoded, both naming the file.
         """
@@ -359,74 +376,55 @@ class Dataset(object):
         except Exception as error:
             raise ValueError("Cannot read image file {} ({}): {}"
                              .format(path, where, error)) from error
-        _warn_exif_rotation(path)
-        return _to_rgb_uint8(image, path)
+        image = _to_rgb_uint8(image, path)
+        tag = orientation.exif_orientation(path)
+        if self.apply_exif_orientation:
+            return np.ascontiguousarray(orientation.upright_pixels(image, tag))
+        orientation.warn_stored_frame(path, tag)
+        return image
 
     def load_mask(self, image_id):
         """Loads the instance masks of an image.
 
         Override this for your dataset. This default has no annotations and
-        returns no instances.
+        returns no instances, like the original: it never decodes the image
+        and never touches a missing path.
 
         Returns:
-            masks: bool array [height, width, 0].
+            masks: bool array [height, width, 0] when the size is known
+                (image_info height/width, else the header of an existing
+                image file), else [0, 0, 0].
             class_ids: int32 array [0].
         """
         logging.warning("You are using the default load_mask(), maybe you "
                         "need to define your own one.")
-        height, width = self._image_size(image_id)
+        height, width = self._known_size(image_id) or (0, 0)
         return (np.zeros([height, width, 0], dtype=bool),
                 np.zeros([0], dtype=np.int32))
 
-    def _image_size(self, image_id):
-        """(height, width) of an image, decoding its pixels only if needed."""
+    def _known_size(self, image_id):
+        """(height, width) of an image without decoding its pixels, or None.
+
+        From image_info when it has both sizes, else from the header of the
+        image file when there is one (upright when apply_exif_orientation).
+        """
         info = self.image_info[image_id]
-        if "height" in info and "width" in info:
+        if info.get("height") is not None and info.get("width") is not None:
             return int(info["height"]), int(info["width"])
         path = info.get("path")
-        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path):
-            try:
-                import PIL.Image
-                with PIL.Image.open(path) as header:  # reads the header only
-                    width, height = header.size
-                return height, width
-            except Exception:
-                pass  # fall back to decoding below
-        return tuple(self.load_image(image_id).shape[:2])
-
-
-EXIF_ORIENTATION_TAG = 0x0112
-_exif_warned = set()  # paths already warned about
-
-
-def exif_orientation(path):
-    """The EXIF orientation (1..8) of an image file; 1 (upright) when the
-    file has no such tag or no EXIF at all. Reads the header only."""
-    try:
-        import PIL.Image
-        with PIL.Image.open(path) as header:
-            return int(header.getexif().get(EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # not decodable by PIL: no orientation to speak of
-        return 1
-
-
-def _warn_exif_rotation(path):
-    """One warning per file whose EXIF asks viewers to rotate or mirror it:
-    its stored pixels are used, which annotation tools that honour EXIF
-    (browsers, LabelMe) do not show."""
-    if path in _exif_warned:
-        return
-    orientation = exif_orientation(path)
-    if orientation == 1:
-        return
-    _exif_warned.add(path)
-    logging.warning(
-        "%s has EXIF orientation %d: its pixels are used as stored, "
-        "unrotated, and its annotations must be in that frame. If it was "
-        "annotated on the rotated view (web browsers and LabelMe rotate by "
-        "EXIF), rotate the file itself (PIL.ImageOps.exif_transpose, "
-        "`exiftran -ai`) so that pixels and annotations agree.", path,
-        orientation)
+        if not isinstance(path, (str, os.PathLike)) \
+                or not os.path.isfile(path):
+            return None
+        try:
+            import PIL.Image
+            with PIL.Image.open(path) as header:  # reads the header only
+                width, height = header.size
+        except Exception:  # not an image PIL knows: size unknown
+            return None
+        if self.apply_exif_orientation:
+            return orientation.upright_size(height, width,
+                                            orientation.exif_orientation(path))
+        return height, width
 
 
 def _to_rgb_uint8(image, path):

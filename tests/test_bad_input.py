@@ -1,7 +1,9 @@
 """Bad input, met the way a user meets it: broken or odd image files,
 awkward annotations, Dataset subclasses that return malformed arrays, and
 images detect() cannot use. Each case gets an error naming the image (or
-file) and the problem, or the documented handling (docs/troubleshooting.md).
+file) and the problem, or the documented handling (docs/troubleshooting.md),
+and nothing is dropped without a warning that names the image
+(tests/test_dropped_instances.py).
 """
 
 import json

@@ -91,7 +91,10 @@ def test_check_dataset_finds_each_broken_image(tmp_path):
     one(found["copy.png"], "warning", "identical to image 0")
     one(found["range.png"], "error", "class id 3 is out of range 1..2")
     one(found["zero.png"], "error", "class id 0 is out of range")
-    one(found["empty.png"], "error", "instance 0 (a): empty mask")
+    # Dropped in training, with a warning: reported, counted by cause.
+    empty = one(found["empty.png"], "warning",
+                "instance 0 (a): empty mask (dropped in training)")
+    assert (empty.cause, empty.count) == ("empty_in_load_mask", 1)
     one(found["size.png"], "error", "masks are 10x12 but the image is 12x12")
     one(found["count.png"], "error", "1 masks but 2 class ids")
     one(found["none.png"], "warning", "no instances")

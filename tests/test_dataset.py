@@ -181,3 +181,23 @@ def test_default_load_mask_is_empty_with_warning(tmp_path, caplog):
     assert class_ids.shape == (0,) and class_ids.dtype == np.int32
     # Size from the image info, no file needed.
     assert ds.load_mask(1)[0].shape == (5, 6, 0)
+
+
+def test_default_load_mask_never_touches_a_missing_path(tmp_path, caplog):
+    """matterport's default load_mask returns an empty mask whatever the
+    path: None, a missing file, no size given."""
+    ds = utils.Dataset()
+    ds.add_image("mem", image_id="no path", path=None)
+    ds.add_image("mem", image_id="no path, sized", path=None, height=4,
+                 width=7)
+    ds.add_image("mem", image_id="gone", path=str(tmp_path / "gone.png"))
+    ds.add_image("mem", image_id="gone, sized",
+                 path=str(tmp_path / "gone.png"), height=3, width=2)
+    ds.prepare()
+    expected = [(0, 0, 0), (4, 7, 0), (0, 0, 0), (3, 2, 0)]
+    with caplog.at_level(logging.WARNING):
+        for image_id, shape in zip(ds.image_ids, expected):
+            mask, class_ids = ds.load_mask(image_id)
+            assert mask.shape == shape and mask.dtype == bool
+            assert class_ids.shape == (0,) and class_ids.dtype == np.int32
+    assert caplog.text.count("default load_mask") == 4

@@ -22,10 +22,10 @@ from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.labelme import LabelMeDataset
 from mrcnn.datasets.masks import MasksDataset, detect_masks_layout
 from mrcnn.datasets.via import ViaDataset, find_via_json
-from mrcnn.datasets import masks as _mask_tools
+from mrcnn.datasets import loader_tools as _mask_tools
 from mrcnn.datasets.check import (Problem, check_annotation_file,
-                                  check_dataset, check_path, has_errors,
-                                  json_format)
+                                  check_dataset, check_path, dropped_counts,
+                                  has_errors, json_format)
 
 FORMATS = ("coco", "via", "labelme", "masks")
 
@@ -71,12 +71,17 @@ def locate_dataset(path, format=None, subset=None):  # noqa: A002
 def load_dataset(path, format=None, subset=None, **options):  # noqa: A002
     """Load and prepare the dataset at ``path`` (format auto-detected).
 
-    options go to the loader (e.g. class_attribute for VIA, class_names).
+    options go to the loader (e.g. class_attribute for VIA, class_names),
+    except apply_exif_orientation, which sets that Dataset attribute
+    before loading (default: the loader's own, True for LabelMe only).
     Returns a prepared Dataset of the matching class.
     """
     format, target, extra = locate_dataset(path, format, subset)
     dataset_class, method = _LOADERS[format]
     dataset = dataset_class()
+    upright = options.pop("apply_exif_orientation", None)
+    if upright is not None:
+        dataset.apply_exif_orientation = bool(upright)
     if format == "masks":
         options.pop("skip_missing", None)  # every masks image is a file
     getattr(dataset, method)(target, **dict(extra, **options))
@@ -196,5 +201,5 @@ __all__ = [
     "CocoDataset", "ViaDataset", "LabelMeDataset", "MasksDataset",
     "load_dataset", "detect_format", "locate_dataset", "FORMATS",
     "Problem", "check_dataset", "check_annotation_file", "check_path",
-    "has_errors",
+    "has_errors", "dropped_counts",
 ]

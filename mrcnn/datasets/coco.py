@@ -24,7 +24,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import instances
+from mrcnn.datasets import loader_tools as mask_tools
 
 DEFAULT_DATASET_YEAR = "2014"
 
@@ -154,13 +155,13 @@ class CocoDataset(utils.Dataset):
 
         Returns (bool [height, width, N], int32 class ids [N]). Crowd
         annotations have negative class ids; annotations under 1 pixel are
-        dropped.
+        dropped, with a warning naming the image (mrcnn.dropped).
         """
         info = self.image_info[image_id]
         if info["source"] != "coco":
             return super().load_mask(image_id)
         height, width = _image_shape(info)
-        masks, class_ids = [], []
+        masks, class_ids, extents = [], [], []
         for annotation in info["annotations"]:
             class_id = mask_tools.internal_class_id(
                 self, "coco", annotation["category_id"])
@@ -169,7 +170,9 @@ class CocoDataset(utils.Dataset):
                 class_id = -class_id
             masks.append(mask)
             class_ids.append(class_id)
-        return mask_tools.stack_instances(masks, class_ids, (height, width))
+            extents.append(segmentation_extent(annotation))
+        return instances.keep_drawn(self, image_id, masks, class_ids, extents,
+                                    (height, width))
 
     def _annotation_mask(self, info, annotation, height, width):
         try:
@@ -206,6 +209,16 @@ class CocoDataset(utils.Dataset):
         if not os.path.isfile(info["path"]) and info.get("coco_url"):
             return info["coco_url"]
         return info["path"]
+
+
+def segmentation_extent(annotation):
+    """(x_min, y_min, x_max, y_max) of an annotation's polygons, in pixels;
+    None for an RLE (it is in the image's frame by construction)."""
+    segmentation = annotation.get("segmentation")
+    if not isinstance(segmentation, list):
+        return None
+    points = [value for polygon in segmentation for value in polygon]
+    return instances.points_extent(points[0::2], points[1::2])
 
 
 def _image_shape(info):

@@ -5,6 +5,10 @@ Each json holds ``shapes`` (``label``, ``points`` [[x, y], ...],
 When the image file is absent, the base64 ``imageData`` embedded in the json
 is used instead.
 
+Photos are loaded upright, by their EXIF orientation, as LabelMe shows them
+and so as their shapes were drawn (``apply_exif_orientation`` is True here;
+set it False on the dataset for files annotated in the stored frame).
+
 Shapes with the same label and the same non-null ``group_id`` are the parts
 of one instance and make one mask (LabelMe's own convention). Shape types:
 polygon, rectangle (two opposite corners), circle (centre and a point on the
@@ -22,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import instances
+from mrcnn.datasets import loader_tools as mask_tools
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
@@ -122,6 +127,19 @@ def _pasted_mask(encoded, left, top, image_shape):
     return mask
 
 
+def shape_extent(shape):
+    """(x_min, y_min, x_max, y_max) of a validated LabelMe shape, in
+    pixels; None for shapes with no points."""
+    points = _points(shape)
+    if (shape.get("shape_type") or "polygon") == "circle" \
+            and len(points) >= 2:
+        (cx, cy), (x, y) = points[:2]
+        radius = float(np.hypot(x - cx, y - cy))
+        return instances.points_extent([cx - radius, cx + radius],
+                                       [cy - radius, cy + radius])
+    return instances.points_extent(points[:, 0], points[:, 1])
+
+
 def group_instances(shapes):
     """Lists of shape indices, one list per instance.
 
@@ -156,6 +174,9 @@ def decode_image_data(image_data, where):
 class LabelMeDataset(utils.Dataset):
     """Images and shapes of LabelMe json files (see the module doc)."""
 
+    # LabelMe applies the EXIF orientation when it opens a photo.
+    apply_exif_orientation = True
+
     def load_labelme(self, directory_or_json_files, class_names=None,
                      source="labelme", skip_missing=False):
         """Add the images of LabelMe json files.
@@ -171,7 +192,8 @@ class LabelMeDataset(utils.Dataset):
         """
         images = []
         for json_path in labelme_json_files(directory_or_json_files):
-            image = _read_annotation(json_path, skip_missing)
+            image = _read_annotation(json_path, skip_missing,
+                                     self.apply_exif_orientation)
             if image is not None:
                 images.append(image)
         found = sorted({s.get("label") for image in images
@@ -197,13 +219,17 @@ class LabelMeDataset(utils.Dataset):
         return super().load_image(image_id)
 
     def load_mask(self, image_id):
-        """Returns (bool [height, width, N], int32 class ids [N])."""
+        """Returns (bool [height, width, N], int32 class ids [N]).
+
+        Instances with no pixel inside the image are dropped, with a
+        warning naming the image (mrcnn.dropped).
+        """
         info = self.image_info[image_id]
         if "labelme_source" not in info:
             return super().load_mask(image_id)
         image_shape = (info["height"], info["width"])
         known = info["class_name_to_id"]
-        masks, class_ids = [], []
+        masks, class_ids, extents = [], [], []
         for indices in group_instances(info["shapes"]):
             label = info["shapes"][indices[0]].get("label")
             if label not in known:
@@ -213,7 +239,10 @@ class LabelMeDataset(utils.Dataset):
                 masks.append(mask)
                 class_ids.append(mask_tools.internal_class_id(
                     self, info["labelme_source"], known[label]))
-        return mask_tools.stack_instances(masks, class_ids, image_shape)
+                extents.append(instances.union_extent(
+                    shape_extent(info["shapes"][i]) for i in indices))
+        return instances.keep_drawn(self, image_id, masks, class_ids, extents,
+                                    image_shape)
 
     def _instance_mask(self, info, indices, image_shape):
         """Union of the masks of one instance's shapes (None: no area)."""
@@ -237,8 +266,11 @@ class LabelMeDataset(utils.Dataset):
         return super().image_reference(image_id)
 
 
-def _read_annotation(json_path, skip_missing):
-    """Keyword arguments for add_image from one LabelMe json (or None)."""
+def _read_annotation(json_path, skip_missing, upright):
+    """Keyword arguments for add_image from one LabelMe json (or None).
+
+    upright: the image size is that of the EXIF-upright frame.
+    """
     data = mask_tools.read_json(json_path)
     if not is_labelme_json(data):
         raise ValueError("{}: not a LabelMe annotation (no 'shapes' and "
@@ -247,7 +279,8 @@ def _read_annotation(json_path, skip_missing):
         os.path.dirname(json_path), data.get("imagePath") or ""))
     embedded = False
     if data.get("imagePath") and os.path.isfile(image_path):
-        height, width = mask_tools.read_image_size(image_path)
+        height, width = mask_tools.read_image_size(image_path,
+                                                   upright=upright)
     elif data.get("imageData"):
         embedded = True
         height, width = decode_image_data(data["imageData"],

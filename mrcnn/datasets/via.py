@@ -22,7 +22,8 @@ import os
 import warnings
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import instances
+from mrcnn.datasets import loader_tools as mask_tools
 
 SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse")
 SKIPPED_SHAPES = ("point",)  # no area: never an instance
@@ -150,6 +151,24 @@ def shape_mask(shape_attributes, image_shape):
         name, ", ".join(SHAPES)))
 
 
+def shape_extent(shape_attributes):
+    """(x_min, y_min, x_max, y_max) of a validated VIA shape, in pixels;
+    an ellipse's is that of its circumscribed circle."""
+    name = shape_attributes.get("name")
+    if name in ("polygon", "polyline"):
+        return instances.points_extent(shape_attributes["all_points_x"],
+                                       shape_attributes["all_points_y"])
+    if name == "rect":
+        x, y, width, height = (float(v) for v in _values(
+            shape_attributes, ("x", "y", "width", "height")))
+        return instances.points_extent([x, x + width], [y, y + height])
+    cx, cy = float(shape_attributes["cx"]), float(shape_attributes["cy"])
+    radius = float(shape_attributes["r"]) if name == "circle" else max(
+        float(shape_attributes["rx"]), float(shape_attributes["ry"]))
+    return instances.points_extent([cx - radius, cx + radius],
+                                   [cy - radius, cy + radius])
+
+
 def single_class_name(class_attribute, class_names, default_class):
     """The class of regions that name none: with no class_attribute and one
     class name, that name (``class_names=["balloon"]`` just works)."""
@@ -226,7 +245,8 @@ class ViaDataset(utils.Dataset):
                 warnings.warn(message + "; skipped", stacklevel=3)
                 return None
             raise FileNotFoundError(message)
-        height, width = mask_tools.read_image_size(path)
+        height, width = mask_tools.read_image_size(
+            path, upright=self.apply_exif_orientation)
         shapes, names = [], []
         for index, region in enumerate(entry_regions(entry)):
             where = "{}: image {}, region {}".format(json_path, filename,
@@ -253,14 +273,15 @@ class ViaDataset(utils.Dataset):
     def load_mask(self, image_id):
         """Returns (bool [height, width, N], int32 class ids [N]).
 
-        Regions with no pixel inside the image are dropped.
+        Regions with no pixel inside the image are dropped, with a warning
+        naming the image (mrcnn.dropped).
         """
         info = self.image_info[image_id]
         if "via_source" not in info:
             return super().load_mask(image_id)
         image_shape = (info["height"], info["width"])
         known = info["class_name_to_id"]
-        masks, class_ids = [], []
+        masks, class_ids, extents = [], [], []
         for index, (shape, name) in enumerate(zip(info["polygons"],
                                                   info["region_class_names"])):
             if name not in known:
@@ -272,7 +293,9 @@ class ViaDataset(utils.Dataset):
                     info["json_path"], info["id"], index, error)) from None
             class_ids.append(mask_tools.internal_class_id(
                 self, info["via_source"], known[name]))
-        return mask_tools.stack_instances(masks, class_ids, image_shape)
+            extents.append(shape_extent(shape))
+        return instances.keep_drawn(self, image_id, masks, class_ids, extents,
+                                    image_shape)
 
     def image_reference(self, image_id):
         """The image file path."""
