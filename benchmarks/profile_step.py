@@ -96,6 +96,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--mixed-precision", default=None)
+    parser.add_argument("--no-fold", action="store_true",
+                        help="FOLD_BATCH_NORM False (the unfolded graph)")
     args = parser.parse_args()
 
     from mrcnn import runtime
@@ -112,6 +114,7 @@ def main():
     else:
         config, batch = demo_batch(args.frozen_bn)
     config.MIXED_PRECISION = args.mixed_precision
+    config.FOLD_BATCH_NORM = not args.no_fold
     model = build_training_model(config, work)
     keras_model = model.keras_model
 
@@ -135,6 +138,7 @@ def main():
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "setup": args.setup,
         "frozen_bn": bool(args.frozen_bn or not config.TRAIN_BN),
+        "fold_batch_norm": config.FOLD_BATCH_NORM,
         "precision": model.precision,
         "threads": threads, "cpu": runtime.cpu_summary(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),

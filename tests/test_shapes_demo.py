@@ -6,6 +6,7 @@ import io
 import json
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from mrcnn import model as modellib
@@ -19,7 +20,7 @@ def run_demo(out_dir):
     with contextlib.redirect_stdout(printed):
         status = train_shapes.main([
             "--out", str(out_dir), "--epochs", "2", "--finetune-epochs", "1",
-            "--steps", "2", "--train-images", "12", "--val-images", "2"])
+            "--steps", "2", "--train-images", "12", "--val-images", "6"])
     assert status == 0
     lines = [line for line in printed.getvalue().splitlines()
              if line.startswith("{")]
@@ -34,10 +35,18 @@ def layer_weights(model, checkpoint, name):
 def test_demo_trains_both_phases_and_reports(tmp_path):
     report = run_demo(tmp_path)
     assert set(report) >= {"mAP50", "target_mAP50", "target_met",
-                           "train_minutes", "checkpoint", "png"}
+                           "train_minutes", "checkpoint", "png", "steps",
+                           "seconds_per_step", "user_cpu_s", "system_cpu_s",
+                           "threads", "precision", "cpu"}
     assert 0.0 <= report["mAP50"] <= 1.0
     assert report["target_met"] == (report["mAP50"] >= 0.9)
-    assert os.path.getsize(report["png"]) > 0
+    assert report["steps"] == 4 and report["seconds_per_step"] > 0
+    assert report["user_cpu_s"] > 0 and report["threads"] >= 1
+    assert report["precision"] in ("float32", "mixed_bfloat16")
+    assert "avx2" in report["cpu"]
+    # Six rows (test images) of two panels: ground truth, prediction.
+    height, width = plt.imread(report["png"]).shape[:2]
+    assert height == 3 * width
     run_dir = os.path.dirname(report["checkpoint"])
     first, second = [os.path.join(run_dir, "mask_rcnn_shapes_{:04d}.weights.h5"
                                   .format(epoch)) for epoch in (1, 2)]

@@ -19,6 +19,7 @@ The schedule, from random initialization:
 import argparse
 import json
 import os
+import resource
 import sys
 import time
 
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
 
 import numpy as np  # noqa: E402
 
-from mrcnn import model as modellib, utils, visualize  # noqa: E402
+from mrcnn import model as modellib, runtime, utils, visualize  # noqa: E402
 from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
 
 
@@ -39,14 +40,21 @@ TARGET_MAP50 = 0.9
 # Detections shown in the PNG; mAP ranks every detection down to the
 # config's DETECTION_MIN_CONFIDENCE, as COCO-style evaluation does.
 DISPLAY_MIN_SCORE = 0.7
+# Test images in the PNG, one row each: ground truth beside prediction.
+DISPLAY_IMAGES = 6
 
 
-class FrozenBatchNormConfig(ShapesConfig):
+class DemoConfig(ShapesConfig):
+    """bfloat16 where the CPU computes it natively, float32 elsewhere."""
+    MIXED_PRECISION = "auto"
+
+
+class FrozenBatchNormConfig(DemoConfig):
     """The fine-tuning phase: batch norm on its moving statistics."""
     TRAIN_BN = False
 
 
-class InferenceConfig(ShapesConfig):
+class InferenceConfig(DemoConfig):
     IMAGES_PER_GPU = 1
     # Average precision integrates precision over the ranked detections: a
     # high cut would end the ranking early (torchvision and detectron2
@@ -69,6 +77,38 @@ def evaluate_map(model, dataset, iou_threshold=0.5):
     return float(np.mean(aps))
 
 
+def save_grid(model, dataset, path, count=DISPLAY_IMAGES):
+    """A PNG of `count` test images, ground truth (left) beside the
+    detections scoring at least DISPLAY_MIN_SCORE (right)."""
+    import matplotlib.pyplot as plt
+
+    image_ids = dataset.image_ids[:count]
+    figure, axes = plt.subplots(len(image_ids), 2,
+                                figsize=(6, 3 * len(image_ids)),
+                                squeeze=False)
+    for row, image_id in zip(axes, image_ids):
+        image = dataset.load_image(image_id)
+        gt_mask, gt_class_ids = dataset.load_mask(image_id)
+        visualize.display_instances(
+            image, utils.extract_bboxes(gt_mask), gt_mask, gt_class_ids,
+            dataset.class_names, title="ground truth", ax=row[0])
+        r = model.detect([image])[0]
+        shown = r["scores"] >= DISPLAY_MIN_SCORE
+        visualize.display_instances(
+            image, r["rois"][shown], r["masks"][..., shown],
+            r["class_ids"][shown], dataset.class_names, r["scores"][shown],
+            title="prediction", ax=row[1])
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def cpu_seconds():
+    """(user, system) CPU seconds of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="logs/shapes_demo",
@@ -87,7 +127,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    config = ShapesConfig()
+    config = DemoConfig()
     if args.steps:
         config.STEPS_PER_EPOCH = args.steps
     config.display()
@@ -100,6 +140,7 @@ def main(argv=None):
     val_set.prepare()
 
     start = time.time()
+    user_start, system_start = cpu_seconds()
     model = modellib.MaskRCNN(mode="training", config=config,
                               model_dir=args.out)
     model.train(train_set, val_set, learning_rate=config.LEARNING_RATE,
@@ -115,7 +156,10 @@ def main(argv=None):
         model.train(train_set, val_set,
                     learning_rate=config.LEARNING_RATE / 10,
                     epochs=args.epochs, layers="all")
-    train_minutes = (time.time() - start) / 60
+    train_seconds = time.time() - start
+    user_cpu, system_cpu = cpu_seconds()
+    user_cpu, system_cpu = user_cpu - user_start, system_cpu - system_start
+    steps = args.epochs * config.STEPS_PER_EPOCH
 
     inference = modellib.MaskRCNN(mode="inference", config=InferenceConfig(),
                                   model_dir=args.out)
@@ -123,20 +167,21 @@ def main(argv=None):
     inference.load_weights(checkpoint, by_name=True)
     map50 = evaluate_map(inference, val_set)
 
-    image_id = val_set.image_ids[0]
-    image = val_set.load_image(image_id)
-    r = inference.detect([image])[0]
-    shown = r["scores"] >= DISPLAY_MIN_SCORE
     png = os.path.join(args.out, "shapes_detections.png")
-    visualize.display_instances(image, r["rois"][shown], r["masks"][..., shown],
-                                r["class_ids"][shown], val_set.class_names,
-                                r["scores"][shown], figsize=(6, 6),
-                                save_path=png)
+    save_grid(inference, val_set, png)
     print(json.dumps({"demo": "shapes", "mAP50": round(map50, 4),
                       "target_mAP50": TARGET_MAP50,
                       "target_met": map50 >= TARGET_MAP50,
-                      "train_minutes": round(train_minutes, 2),
+                      "train_minutes": round(train_seconds / 60, 2),
                       "total_minutes": round((time.time() - start) / 60, 2),
+                      "steps": steps,
+                      "seconds_per_step": round(train_seconds / steps, 3),
+                      "user_cpu_s": round(user_cpu, 1),
+                      "system_cpu_s": round(system_cpu, 1),
+                      "threads": model.threads,
+                      "precision": model.precision or "float32",
+                      "cpu": runtime.cpu_summary(),
+                      "date": time.strftime("%Y-%m-%d"),
                       "checkpoint": checkpoint, "png": png}))
     if map50 < TARGET_MAP50:
         print("mAP@0.5 {:.3f} is below the demo's target of {} (train "
