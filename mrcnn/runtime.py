@@ -115,20 +115,24 @@ def thread_count(config_threads=None):
 def configure_threads(threads=None):
     """Sizes TensorFlow's thread pools: `threads` (or thread_count()) for
     the work inside an op, and as many for running independent ops side
-    by side. Returns the intra-op count in effect.
+    by side. Pools the program already sized with tf.config.threading
+    are kept unless `threads` is given. Returns the intra-op count in
+    effect.
 
     TensorFlow fixes its pools when it first runs something; after that
     the existing pools stay (a warning says so when they differ).
     """
     import tensorflow as tf
 
-    count = thread_count(threads)
     threading = tf.config.threading
+    current = threading.get_intra_op_parallelism_threads()
+    if current and not threads:
+        return current
+    count = thread_count(threads)
     try:
         threading.set_intra_op_parallelism_threads(count)
         threading.set_inter_op_parallelism_threads(count)
     except RuntimeError:
-        current = threading.get_intra_op_parallelism_threads()
         if current not in (0, count):
             logger.warning(
                 "TensorFlow already runs with %d intra-op threads; %d were "

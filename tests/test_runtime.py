@@ -158,3 +158,16 @@ def test_configure_threads_sets_tensorflow_pools():
             " threading.get_intra_op_parallelism_threads(),"
             " threading.get_inter_op_parallelism_threads()]))\n")
     assert run_python(code, **{runtime.THREADS_ENV: "1"}) == [1, 1, 1]
+
+
+def test_configure_threads_keeps_pools_the_program_sized():
+    code = ("import json, tensorflow as tf\n"
+            "from mrcnn import runtime\n"
+            "tf.config.threading.set_intra_op_parallelism_threads(3)\n"
+            "tf.config.threading.set_inter_op_parallelism_threads(1)\n"
+            "kept = runtime.configure_threads()\n"
+            "asked = runtime.configure_threads(2)\n"
+            "threading = tf.config.threading\n"
+            "print(json.dumps([kept, asked,"
+            " threading.get_intra_op_parallelism_threads()]))\n")
+    assert run_python(code) == [3, 2, 2]
