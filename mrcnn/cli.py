@@ -30,6 +30,7 @@ OVERRIDABLE = (
     "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "FPN_CLASSIF_FC_LAYERS_SIZE",
     "MASK_HEAD_CONV_DEPTH", "MINI_MASK_SHAPE", "WEIGHT_DECAY",
     "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
+    "CLASS_LOSS_WEIGHTS", "CLASS_LOSS", "CLASS_LOSS_GAMMA",
 )
 
 COCO_CLASS_NAMES = [
@@ -449,6 +450,10 @@ def cmd_check_dataset(args):
         print("{}: {}: {}".format(p.severity.upper(), p.file, p.message))
     print("{} error(s), {} warning(s) in {}".format(
         len(errors), len(problems) - len(errors), args.path))
+    if not errors:
+        from mrcnn.class_balance import class_report
+        print(class_report(load_dataset(args.path, args.format, args.subset,
+                                        loader_options(args))))
     return 1 if errors else 0
 
 
