@@ -27,7 +27,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import architecture, distribute, postprocess, training, utils
+from mrcnn import (architecture, best_model, distribute, postprocess,
+                   training, utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
 from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
@@ -161,6 +162,7 @@ class MaskRCNN(object):
             dir_path = os.path.join(self.model_dir, dir_name)
             checkpoints = sorted(f for f in os.listdir(dir_path)
                                  if f.startswith("mask_rcnn")
+                                 and not best_model.is_best_checkpoint(f)
                                  and (f.endswith(".weights.h5")
                                       or f.endswith(".h5")))
             if checkpoints:
@@ -241,7 +243,8 @@ class MaskRCNN(object):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,
-              no_augmentation_sources=None, workers=None):
+              no_augmentation_sources=None, workers=None, monitor=None,
+              patience=None):
         """Trains the model.
 
         train_dataset, val_dataset: prepared Dataset objects (val may be None).
@@ -255,6 +258,12 @@ class MaskRCNN(object):
         custom_callbacks: extra Keras callbacks.
         no_augmentation_sources: dataset sources not to augment.
         workers: data-loading threads (default: up to 4, one per core).
+        monitor: None, "val_loss", "val_mask_ap50", "val_mask_ap",
+            "val_bbox_ap50" or "val_bbox_ap": keep the best epoch's weights
+            as mask_rcnn_<name>_best.weights.h5 (APs are evaluated on
+            val_dataset after every epoch; see mrcnn.best_model).
+        patience: with monitor, stop after this many epochs without
+            improvement (None: never).
         Returns the Keras History.
         """
         if self.mode != "training":
@@ -279,7 +288,10 @@ class MaskRCNN(object):
                                         write_graph=False),
             stop_on_nan,
             training.CheckpointCallback(self.checkpoint_path),
-        ] + list(custom_callbacks or [])
+        ] + best_model.training_callbacks(
+            monitor, patience, self.log_dir, self.config.NAME, val_dataset,
+            val_feed is not None, self._evaluation_twin) \
+            + list(custom_callbacks or [])
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
@@ -299,6 +311,12 @@ class MaskRCNN(object):
             raise stop_on_nan.error
         self.epoch = max(self.epoch, finished)
         return history
+
+    def _evaluation_twin(self):
+        """An inference model of the same config, for evaluations while
+        training (weights copied in by the EvaluationCallback)."""
+        return MaskRCNN("inference", best_model.inference_config(self.config),
+                        self.model_dir)
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):
