@@ -390,7 +390,9 @@ def cmd_detect(args):
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=-1)
         image = image[..., :3]
-        r = model.detect([image])[0]
+        r = (model.detect_tiled([image], tile=args.tile,
+                                overlap=args.overlap)[0] if args.tile
+             else model.detect([image])[0])
         stem = os.path.splitext(os.path.basename(image_path))[0]
         png = os.path.join(args.out, stem + "_detections.png")
         visualize.save_instances(png, image, r["rois"], r["masks"],
@@ -514,6 +516,12 @@ def build_parser():
         if name == "detect":
             p.add_argument("images", nargs="+")
             p.add_argument("--out", default="detections")
+            p.add_argument("--tile", type=int, default=None,
+                           help="detect on overlapping tiles of this many "
+                                "pixels and merge them (large images)")
+            p.add_argument("--overlap", type=int, default=None,
+                           help="pixels shared by neighbouring tiles "
+                                "(default tile / 4)")
         else:
             p.add_argument("--dataset", required=True)
             p.add_argument("--format", choices=formats)

@@ -28,7 +28,7 @@ import tensorflow as tf
 import keras
 
 from mrcnn import (architecture, best_model, distribute, postprocess,
-                   training, utils)
+                   tiling, training, utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
 from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
@@ -518,6 +518,36 @@ class MaskRCNN(object):
             results.append({"rois": rois, "class_ids": class_ids,
                             "scores": scores, "masks": masks})
         return results
+
+    def detect_tiled(self, images, tile=None, overlap=None, full_masks=True,
+                     verbose=0):
+        """Runs detection on overlapping tiles of images of any size and
+        merges the instances cut by tile borders (see mrcnn.tiling).
+
+        images: list of [H, W, C] images.
+        tile: tile side in pixels, or (height, width); default
+            IMAGE_MAX_DIM, so that tiles keep their scale in "square" mode.
+        overlap: pixels shared by neighbouring tiles (default tile // 4).
+        full_masks: True gives detect()'s masks [H, W, N] bool (H * W bytes
+            an instance); False a list of N bool crops, crop i covering
+            rois[i] (y1:y2, x1:x2), so that memory follows the tile size.
+        Returns a list of detect()'s dicts, in pixels of each full image.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("Create the model in inference mode to detect.")
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ValueError("detect_tiled() takes a list of images; got one "
+                             "of shape {}".format(images.shape))
+        tile = self.config.IMAGE_MAX_DIM if tile is None else tile
+
+        def detect_tiles(image, windows):
+            return self.detect([image[y1:y2, x1:x2]
+                                for y1, x1, y2, x2 in windows])
+        return [tiling.detect_tiled(
+            self._check_detect_image(image, index), detect_tiles, tile,
+            overlap, batch_size=self.config.BATCH_SIZE,
+            full_masks=full_masks, verbose=verbose)
+            for index, image in enumerate(images)]
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Runs detection on images that are already molded (e.g. from
