@@ -379,6 +379,8 @@ def cmd_detect(args):
     import skimage.io
     from mrcnn import visualize
     from pycocotools import mask as mask_utils
+    if args.overlap is not None and not args.tile:
+        raise CliError("--overlap needs --tile")
     model, class_names = inference_model(args)
     os.makedirs(args.out, exist_ok=True)
     results = []
