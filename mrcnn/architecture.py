@@ -19,7 +19,7 @@ from mrcnn.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
 from mrcnn.heads import (PositiveRois, build_fpn_mask_graph,
                          fpn_classifier_graph)
 from mrcnn.losses import (MRCNNBboxLoss, MRCNNClassLoss, MRCNNMaskLoss,
-                          RPNBboxLoss, RPNClassLoss)
+                          RPNBboxLoss, RPNClassLoss, class_loss_options)
 from mrcnn.rpn import ProposalLayer, build_rpn_model
 from mrcnn.targets import DetectionTargetLayer
 
@@ -179,9 +179,10 @@ def build_training_graph(config):
         RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits]),
         RPNBboxLoss(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match,
                                            rpn_bbox]),
-        MRCNNClassLoss(name="mrcnn_class_loss")([target_class_ids,
-                                                 mrcnn_class_logits,
-                                                 active_class_ids]),
+        MRCNNClassLoss(name="mrcnn_class_loss",
+                       **class_loss_options(config))([target_class_ids,
+                                                      mrcnn_class_logits,
+                                                      active_class_ids]),
         MRCNNBboxLoss(name="mrcnn_bbox_loss")([target_bbox, target_class_ids,
                                                mrcnn_bbox]),
         MRCNNMaskLoss(name="mrcnn_mask_loss")([target_mask, target_class_ids,

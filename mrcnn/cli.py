@@ -30,7 +30,7 @@ OVERRIDABLE = (
     "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "FPN_CLASSIF_FC_LAYERS_SIZE",
     "MASK_HEAD_CONV_DEPTH", "MINI_MASK_SHAPE", "WEIGHT_DECAY",
     "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
-    "CPU_THREADS",
+    "CPU_THREADS", "CLASS_LOSS_WEIGHTS", "CLASS_LOSS", "CLASS_LOSS_GAMMA",
 )
 
 COCO_CLASS_NAMES = [
@@ -382,6 +382,8 @@ def cmd_detect(args):
     import skimage.io
     from mrcnn import visualize
     from pycocotools import mask as mask_utils
+    if args.overlap is not None and not args.tile:
+        raise CliError("--overlap needs --tile")
     model, class_names = inference_model(args)
     os.makedirs(args.out, exist_ok=True)
     results = []
@@ -393,7 +395,9 @@ def cmd_detect(args):
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=-1)
         image = image[..., :3]
-        r = model.detect([image])[0]
+        r = (model.detect_tiled([image], tile=args.tile,
+                                overlap=args.overlap)[0] if args.tile
+             else model.detect([image])[0])
         stem = os.path.splitext(os.path.basename(image_path))[0]
         png = os.path.join(args.out, stem + "_detections.png")
         visualize.save_instances(png, image, r["rois"], r["masks"],
@@ -457,6 +461,10 @@ def cmd_check_dataset(args):
               .format(instances, images, cause))
     print("{} error(s), {} warning(s) in {}".format(
         len(errors), len(problems) - len(errors), args.path))
+    if not errors:
+        from mrcnn.class_balance import class_report
+        print(class_report(load_dataset(args.path, args.format, args.subset,
+                                        loader_options(args))))
     return 1 if errors else 0
 
 
@@ -517,6 +525,12 @@ def build_parser():
         if name == "detect":
             p.add_argument("images", nargs="+")
             p.add_argument("--out", default="detections")
+            p.add_argument("--tile", type=int, default=None,
+                           help="detect on overlapping tiles of this many "
+                                "pixels and merge them (large images)")
+            p.add_argument("--overlap", type=int, default=None,
+                           help="pixels shared by neighbouring tiles "
+                                "(default tile / 4)")
         else:
             p.add_argument("--dataset", required=True)
             p.add_argument("--format", choices=formats)

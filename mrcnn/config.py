@@ -150,6 +150,16 @@ class Config(object):
         "mrcnn_mask_loss": 1.
     }
 
+    # Class imbalance. CLASS_LOSS_WEIGHTS: None (all ones, the original
+    # loss) or NUM_CLASSES positive weights of the classifier loss, one per
+    # target class, background first (`mrcnn check-dataset` suggests
+    # some). CLASS_LOSS: "cross_entropy" or "focal", the focal form
+    # (1 - p) ** CLASS_LOSS_GAMMA * cross entropy, which weighs down the
+    # ROIs the classifier already gets right.
+    CLASS_LOSS_WEIGHTS = None
+    CLASS_LOSS = "cross_entropy"
+    CLASS_LOSS_GAMMA = 2.0
+
     # Use RPN ROIs or externally generated ROIs for training.
     USE_RPN_ROIS = True
 
@@ -276,6 +286,7 @@ class Config(object):
         if missing:
             fail("LOSS_WEIGHTS must have exactly the five loss names; "
                  "unexpected or missing: {}".format(sorted(missing)))
+        self._validate_class_loss(fail)
         if self.MIXED_PRECISION not in (None, "auto", "mixed_float16",
                                         "mixed_bfloat16"):
             fail("MIXED_PRECISION must be None, 'auto', 'mixed_float16' or "
@@ -285,6 +296,29 @@ class Config(object):
                                     isinstance(threads, int) or threads < 1):
             fail("CPU_THREADS must be None or a positive integer, got "
                  "{!r}".format(self.CPU_THREADS))
+
+    def _validate_class_loss(self, fail):
+        if self.CLASS_LOSS not in ("cross_entropy", "focal"):
+            fail("CLASS_LOSS must be 'cross_entropy' or 'focal', got "
+                 "{!r}".format(self.CLASS_LOSS))
+        gamma = self.CLASS_LOSS_GAMMA
+        if isinstance(gamma, bool) or not isinstance(
+                gamma, (int, float, np.integer, np.floating)) \
+                or not 0 <= gamma < float("inf"):
+            fail("CLASS_LOSS_GAMMA must be a number >= 0, got {!r}".format(
+                gamma))
+        weights = self.CLASS_LOSS_WEIGHTS
+        if weights is None:
+            return
+        try:
+            values = np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = None
+        if values is None or values.shape != (self.NUM_CLASSES,) \
+                or not np.all(np.isfinite(values)) or np.any(values <= 0):
+            fail("CLASS_LOSS_WEIGHTS must be None or {} positive finite "
+                 "numbers (one per class, background first), got {!r}".format(
+                     self.NUM_CLASSES, weights))
 
     def to_dict(self):
         return {a: getattr(self, a)

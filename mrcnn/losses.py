@@ -65,26 +65,52 @@ def rpn_bbox_loss_graph(target_bbox, rpn_match, rpn_bbox):
 
 
 def mrcnn_class_loss_graph(target_class_ids, pred_class_logits,
-                           active_class_ids):
+                           active_class_ids, class_weights=None,
+                           focal_gamma=None):
     """Classifier head loss.
 
     target_class_ids: [batch, num_rois] int, 0 background and padding.
     pred_class_logits: [batch, num_rois, num_classes].
     active_class_ids: [batch, num_classes] 1 for the classes of the dataset
         an image comes from, 0 for the others.
-    Returns: cross entropy averaged over the ROIs whose predicted class is
-    active in their image; a prediction of a class its image's dataset
-    cannot contain is not penalized.
+    class_weights: None (every class 1.0, the original loss) or
+        [num_classes] floats, one per target class (background first).
+    focal_gamma: None for cross entropy, or gamma >= 0 of the focal form
+        (1 - p_true) ** gamma * cross entropy (gamma 0 is cross entropy).
+    Returns: the loss averaged over the ROIs whose predicted class is
+    active in their image, each ROI weighted by its target class's weight:
+    sum(w * loss * active) / sum(w * active), as torch's weighted
+    cross entropy. A prediction of a class its image's dataset cannot
+    contain is not penalized; scaling all weights alike changes nothing.
     """
     logits = tf.cast(pred_class_logits, tf.float32)
+    target_class_ids = tf.cast(target_class_ids, tf.int32)
     pred_class_ids = tf.argmax(logits, axis=2, output_type=tf.int32)
     # Per image (matterport read image 0's ids for the whole batch).
     pred_active = tf.gather(tf.cast(active_class_ids, tf.float32),
                             pred_class_ids, batch_dims=1)
     loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.cast(target_class_ids, tf.int32), logits=logits)
+        labels=target_class_ids, logits=logits)
+    if focal_gamma is not None:
+        # cross entropy = -log(p_true), so 1 - p_true = -expm1(-loss). The
+        # floor keeps pow's gradient finite where p_true rounds to 1.
+        miss = tf.maximum(-tf.math.expm1(-loss), 1e-12)
+        loss = tf.pow(miss, float(focal_gamma)) * loss
+    if class_weights is not None:
+        pred_active *= tf.gather(tf.constant(class_weights, tf.float32),
+                                 target_class_ids)
     return tf.math.divide_no_nan(tf.reduce_sum(loss * pred_active),
                                  tf.reduce_sum(pred_active))
+
+
+def class_loss_options(config):
+    """MRCNNClassLoss keyword arguments from a Config: class_weights from
+    CLASS_LOSS_WEIGHTS (None: all ones) and focal_gamma from CLASS_LOSS
+    ("focal": CLASS_LOSS_GAMMA; "cross_entropy": None)."""
+    weights = getattr(config, "CLASS_LOSS_WEIGHTS", None)
+    focal = getattr(config, "CLASS_LOSS", "cross_entropy") == "focal"
+    return {"class_weights": None if weights is None else list(weights),
+            "focal_gamma": config.CLASS_LOSS_GAMMA if focal else None}
 
 
 def _positive_rois(target_class_ids):
@@ -166,9 +192,30 @@ class RPNBboxLoss(_LossLayer):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MRCNNClassLoss(_LossLayer):
-    """call([target_class_ids, pred_class_logits, active_class_ids])."""
+    """call([target_class_ids, pred_class_logits, active_class_ids]).
+
+    class_weights, focal_gamma: as mrcnn_class_loss_graph (from
+    Config.CLASS_LOSS_WEIGHTS and Config.CLASS_LOSS / CLASS_LOSS_GAMMA).
+    """
     loss_function = staticmethod(mrcnn_class_loss_graph)
     default_name = "mrcnn_class_loss"
+
+    def __init__(self, class_weights=None, focal_gamma=None, **kwargs):
+        super().__init__(**kwargs)
+        self.class_weights = (None if class_weights is None
+                              else [float(w) for w in class_weights])
+        self.focal_gamma = None if focal_gamma is None else float(focal_gamma)
+
+    def call(self, inputs):
+        return tf.reshape(self.loss_function(
+            *inputs, class_weights=self.class_weights,
+            focal_gamma=self.focal_gamma), [1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(class_weights=self.class_weights,
+                      focal_gamma=self.focal_gamma)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

@@ -27,8 +27,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import (architecture, distribute, postprocess, runtime, training,
-                   utils)
+from mrcnn import (architecture, best_model, distribute, postprocess,
+                   runtime, tiling, training, utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
 from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
@@ -165,6 +165,7 @@ class MaskRCNN(object):
             dir_path = os.path.join(self.model_dir, dir_name)
             checkpoints = sorted(f for f in os.listdir(dir_path)
                                  if f.startswith("mask_rcnn")
+                                 and not best_model.is_best_checkpoint(f)
                                  and (f.endswith(".weights.h5")
                                       or f.endswith(".h5")))
             if checkpoints:
@@ -245,7 +246,8 @@ class MaskRCNN(object):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,
-              no_augmentation_sources=None, workers=None):
+              no_augmentation_sources=None, workers=None, monitor=None,
+              patience=None):
         """Trains the model.
 
         train_dataset, val_dataset: prepared Dataset objects (val may be None).
@@ -260,6 +262,12 @@ class MaskRCNN(object):
         no_augmentation_sources: dataset sources not to augment.
         workers: data-loading threads (default: one per available core, at
             most 4).
+        monitor: None, "val_loss", "val_mask_ap50", "val_mask_ap",
+            "val_bbox_ap50" or "val_bbox_ap": keep the best epoch's weights
+            as mask_rcnn_<name>_best.weights.h5 (APs are evaluated on
+            val_dataset after every epoch; see mrcnn.best_model).
+        patience: with monitor, stop after this many epochs without
+            improvement (None: never).
         Returns the Keras History.
         """
         if self.mode != "training":
@@ -284,7 +292,10 @@ class MaskRCNN(object):
                                         write_graph=False),
             stop_on_nan,
             training.CheckpointCallback(self.checkpoint_path),
-        ] + list(custom_callbacks or [])
+        ] + best_model.training_callbacks(
+            monitor, patience, self.log_dir, self.config.NAME, val_dataset,
+            val_feed is not None, self._evaluation_twin) \
+            + list(custom_callbacks or [])
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
@@ -306,6 +317,12 @@ class MaskRCNN(object):
             raise stop_on_nan.error
         self.epoch = max(self.epoch, finished)
         return history
+
+    def _evaluation_twin(self):
+        """An inference model of the same config, for evaluations while
+        training (weights copied in by the EvaluationCallback)."""
+        return MaskRCNN("inference", best_model.inference_config(self.config),
+                        self.model_dir)
 
     # -------------------------------------------------------------- inference
     def mold_inputs(self, images):
@@ -507,6 +524,36 @@ class MaskRCNN(object):
             results.append({"rois": rois, "class_ids": class_ids,
                             "scores": scores, "masks": masks})
         return results
+
+    def detect_tiled(self, images, tile=None, overlap=None, full_masks=True,
+                     verbose=0):
+        """Runs detection on overlapping tiles of images of any size and
+        merges the instances cut by tile borders (see mrcnn.tiling).
+
+        images: list of [H, W, C] images.
+        tile: tile side in pixels, or (height, width); default
+            IMAGE_MAX_DIM, so that tiles keep their scale in "square" mode.
+        overlap: pixels shared by neighbouring tiles (default tile // 4).
+        full_masks: True gives detect()'s masks [H, W, N] bool (H * W bytes
+            an instance); False a list of N bool crops, crop i covering
+            rois[i] (y1:y2, x1:x2), so that memory follows the tile size.
+        Returns a list of detect()'s dicts, in pixels of each full image.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("Create the model in inference mode to detect.")
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            raise ValueError("detect_tiled() takes a list of images; got one "
+                             "of shape {}".format(images.shape))
+        tile = self.config.IMAGE_MAX_DIM if tile is None else tile
+
+        def detect_tiles(image, windows):
+            return self.detect([image[y1:y2, x1:x2]
+                                for y1, x1, y2, x2 in windows])
+        return [tiling.detect_tiled(
+            self._check_detect_image(image, index), detect_tiles, tile,
+            overlap, batch_size=self.config.BATCH_SIZE,
+            full_masks=full_masks, verbose=verbose)
+            for index, image in enumerate(images)]
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
         """Runs detection on images that are already molded (e.g. from
