@@ -134,13 +134,9 @@ def read_run_config(weights_path):
 
 def find_last_checkpoint(logs, name):
     """Newest checkpoint of runs named `name` under `logs`."""
-    from mrcnn.config import Config
-    from mrcnn.model import MaskRCNN
-    probe = MaskRCNN.__new__(MaskRCNN)
-    probe.model_dir = logs
-    probe.config = type("Probe", (Config,), {"NAME": name})()
+    from mrcnn import checkpoints
     try:
-        return MaskRCNN.find_last(probe)
+        return checkpoints.find_last_checkpoint(logs, name)
     except FileNotFoundError:
         raise CliError("no checkpoint of {!r} under {}; train first or pass "
                        "--weights PATH".format(name, logs))

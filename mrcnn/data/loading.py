@@ -212,3 +212,4 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
 
     image_meta = compose_image_meta(image_id, original_shape, image.shape,
                                     window, scale, active_class_ids)
+    return image, image_meta, class_ids, bbox, mask
