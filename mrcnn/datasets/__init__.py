@@ -22,7 +22,7 @@ from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.labelme import LabelMeDataset
 from mrcnn.datasets.masks import MasksDataset, detect_masks_layout
 from mrcnn.datasets.via import ViaDataset, find_via_json
-from mrcnn.datasets import masks as _mask_tools
+from mrcnn.datasets import common as _mask_tools
 from mrcnn.datasets.check import (Problem, check_annotation_file,
                                   check_dataset, check_path, has_errors,
                                   json_format)

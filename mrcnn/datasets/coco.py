@@ -24,7 +24,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import common as mask_tools
 
 DEFAULT_DATASET_YEAR = "2014"
 

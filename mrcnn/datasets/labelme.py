@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import common as mask_tools
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")

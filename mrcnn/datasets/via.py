@@ -22,7 +22,7 @@ import os
 import warnings
 
 from mrcnn import utils
-from mrcnn.datasets import masks as mask_tools
+from mrcnn.datasets import common as mask_tools
 
 SHAPES = ("polygon", "polyline", "rect", "circle", "ellipse")
 SKIPPED_SHAPES = ("point",)  # no area: never an instance
