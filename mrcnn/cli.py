@@ -57,6 +57,8 @@ def loader_options(args):
 
 
 def load_dataset(path, fmt, subset=None, options=None):
+    """A prepared Dataset of a folder or file (mrcnn.datasets.load_dataset)
+    in format fmt (None: detected); loader errors become CliError."""
     from mrcnn import datasets
     try:
         return datasets.load_dataset(path, format=fmt, subset=subset,
@@ -69,6 +71,8 @@ def load_dataset(path, fmt, subset=None, options=None):
 
 
 def cmd_train(args):
+    """`mrcnn train`: trains on --dataset and writes run_config.json beside
+    the checkpoints. Returns the exit status."""
     from mrcnn import model as modellib
     overrides = parse_overrides(args.set)
     options = loader_options(args)
@@ -140,6 +144,9 @@ def inference_model(args):
 
 
 def cmd_detect(args):
+    """`mrcnn detect`: detects objects in the images, writing
+    <image>_detections.png for each and detections.json (COCO-style results
+    with RLE masks) to --out. Returns the exit status."""
     import numpy as np
     import skimage.io
     from mrcnn import visualize
@@ -182,6 +189,9 @@ def cmd_detect(args):
 
 
 def cmd_evaluate(args):
+    """`mrcnn evaluate`: COCO metrics and mAP of --weights on --dataset
+    (mrcnn.evaluate.evaluate_model), printed as one JSON line. Returns the
+    exit status."""
     from mrcnn import evaluate
     model, _ = inference_model(args)
     dataset = load_dataset(args.dataset, args.format, args.subset,
@@ -204,6 +214,8 @@ def _jsonable(value):
 
 
 def cmd_check_dataset(args):
+    """`mrcnn check-dataset`: lists every problem found in a dataset.
+    Returns 1 when there are errors, else 0."""
     from mrcnn.datasets import check
     try:
         problems = check.check_path(args.path, format=args.format,
@@ -218,31 +230,35 @@ def cmd_check_dataset(args):
     return 1 if errors else 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    formats = ["coco", "via", "labelme", "masks"]
+# The dataset formats of mrcnn.datasets (not imported here, so that
+# `mrcnn --help` stays quick).
+_FORMATS = ["coco", "via", "labelme", "masks"]
 
-    def loader_args(p):
-        p.add_argument("--class-attribute", default=None,
-                       help="VIA: region attribute holding the class name")
-        p.add_argument("--classes", default=None,
-                       help="comma-separated class names to use (in order)")
-        p.add_argument("--default-class", default=None,
-                       help="class name when annotations carry none")
 
-    def common(p):
-        p.add_argument("--logs", default="logs",
-                       help="directory of runs and checkpoints (default logs)")
-        p.add_argument("--name", default="custom",
-                       help="run name, used for checkpoint names")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a Config value (JSON), repeatable")
+def _add_loader_args(p):
+    """Options of the dataset loaders (mrcnn.datasets.load_dataset)."""
+    p.add_argument("--class-attribute", default=None,
+                   help="VIA: region attribute holding the class name")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names to use (in order)")
+    p.add_argument("--default-class", default=None,
+                   help="class name when annotations carry none")
 
+
+def _add_run_args(p):
+    """Options naming a run: its logs folder, name and Config overrides."""
+    p.add_argument("--logs", default="logs",
+                   help="directory of runs and checkpoints (default logs)")
+    p.add_argument("--name", default="custom",
+                   help="run name, used for checkpoint names")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a Config value (JSON), repeatable")
+
+
+def _add_train_parser(sub):
     p = sub.add_parser("train", help="train on a dataset")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--format", choices=formats)
+    p.add_argument("--format", choices=_FORMATS)
     p.add_argument("--train-subset", default=None,
                    help="e.g. train (VIA: <dataset>/train/via_region_data.json)")
     p.add_argument("--val-dataset", default=None)
@@ -258,10 +274,12 @@ def build_parser():
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--augment", action="store_true",
                    help="flips, rotations, brightness and blur (imgaug)")
-    loader_args(p)
-    common(p)
+    _add_loader_args(p)
+    _add_run_args(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_detect_and_evaluate_parsers(sub):
     for name, func, help_ in (("detect", cmd_detect, "detect objects"),
                               ("evaluate", cmd_evaluate, "COCO metrics")):
         p = sub.add_parser(name, help=help_)
@@ -271,29 +289,45 @@ def build_parser():
                        help="comma-separated names when the weights have no "
                             + RUN_CONFIG)
         p.add_argument("--min-confidence", type=float, default=None)
-        common(p)
+        _add_run_args(p)
         if name == "detect":
             p.add_argument("images", nargs="+")
             p.add_argument("--out", default="detections")
         else:
             p.add_argument("--dataset", required=True)
-            p.add_argument("--format", choices=formats)
+            p.add_argument("--format", choices=_FORMATS)
             p.add_argument("--subset", default=None)
             p.add_argument("--limit", type=int, default=None)
-            loader_args(p)
+            _add_loader_args(p)
         p.set_defaults(func=func)
 
+
+def _add_check_parser(sub):
     p = sub.add_parser("check-dataset",
                        help="list every problem found in a dataset")
     p.add_argument("path")
-    p.add_argument("--format", choices=formats)
+    p.add_argument("--format", choices=_FORMATS)
     p.add_argument("--subset", default=None)
-    loader_args(p)
+    _add_loader_args(p)
     p.set_defaults(func=cmd_check_dataset)
+
+
+def build_parser():
+    """The argparse parser of the `mrcnn` command and its sub-commands
+    (train, detect, evaluate, check-dataset)."""
+    parser = argparse.ArgumentParser(
+        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub)
+    _add_detect_and_evaluate_parsers(sub)
+    _add_check_parser(sub)
     return parser
 
 
 def main(argv=None):
+    """Entry point of the `mrcnn` command; argv defaults to sys.argv[1:].
+    Returns the exit status (2 for a user error, printed without a
+    traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -73,6 +73,8 @@ class CliError(Exception):
 
 
 def parse_overrides(pairs):
+    """--set KEY=VALUE pairs as {KEY: value}: values parsed as JSON (else
+    kept as text), keys limited to OVERRIDABLE."""
     overrides = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -106,6 +108,7 @@ def make_config(name, num_classes, overrides, inference=False):
 
 
 def write_run_config(log_dir, name, class_names, overrides):
+    """Writes RUN_CONFIG (name, class names, --set overrides) in log_dir."""
     os.makedirs(log_dir, exist_ok=True)
     with open(os.path.join(log_dir, RUN_CONFIG), "w") as f:
         json.dump({"name": name, "class_names": list(class_names),
@@ -113,6 +116,7 @@ def write_run_config(log_dir, name, class_names, overrides):
 
 
 def read_run_config(weights_path):
+    """The RUN_CONFIG beside a weights file as a dict, or None."""
     path = os.path.join(os.path.dirname(os.path.abspath(weights_path)),
                         RUN_CONFIG)
     if os.path.exists(path):

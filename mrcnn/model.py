@@ -167,6 +167,7 @@ class MaskRCNN(object):
         return weights_io.get_imagenet_weights()
 
     def save_weights(self, filepath):
+        """Writes the weights to filepath (a .weights.h5 file), atomically."""
         weights_io.save_weights(self.keras_model, filepath)
 
     def set_log_dir(self, model_path=None):

@@ -217,6 +217,7 @@ def apply_trainable(keras_model, layer_regex, verbose=0, indent=0):
 
 
 def checkpoint_template(log_dir, name):
+    """Checkpoint path pattern of a run, with an {epoch} field (1-based)."""
     return os.path.join(log_dir, "mask_rcnn_{}_{{epoch:04d}}.weights.h5".format(
         name.lower()))
 
