@@ -8,8 +8,7 @@ so that only anchors that can reach a box's IoU thresholds are looked at.
 import numpy as np
 
 from mrcnn import utils
-from mrcnn.data.anchor_index import (_IOU_SLACK, _AnchorIndex,  # noqa: F401
-                                     _cached_anchor_index)
+from mrcnn.data.anchor_index import _IOU_SLACK, _cached_anchor_index
 from mrcnn.data.rng import _as_generator
 
 # An anchor touching a crowd box from this IoU is never a negative. The
