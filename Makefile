@@ -1,14 +1,19 @@
 # make demo : create .venv if missing, install, train the shapes demo on CPU
-# make test : same set-up, run the test suite
+# make test : same set-up, run the test suite, then the wheel check
+# make wheel-test : build the wheel, install it with --no-deps beside the
+#              project's dependencies in a fresh virtualenv, run `mrcnn --help`
+#              and a tiny train-then-detect from outside the source tree
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 DEMO_OUT ?= logs/shapes_demo
+WHEEL_DIR  := build/wheel
+WHEEL_VENV := build/wheel-venv
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test wheel-test bench clean
 
-$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg
+$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
@@ -25,6 +30,22 @@ demo: install
 
 test: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(MAKE) wheel-test
+
+# The wheel is built from the checkout's setuptools (no network); the fresh
+# virtualenv gets the dependencies as a user would, then the wheel alone.
+wheel-test: install
+	# build/lib is removed too: files left there by earlier builds would ship.
+	rm -rf $(WHEEL_DIR) $(WHEEL_VENV) build/lib build/bdist.*
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/python -m pip install -q -r requirements.txt
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps -r requirements-imgaug.txt
+	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps $(WHEEL_DIR)/*.whl
+	work=$$(mktemp -d) && cp .ci/wheel_smoke.py "$$work"/ && cd "$$work" \
+	  && "$(CURDIR)/$(WHEEL_VENV)/bin/mrcnn" --help > /dev/null \
+	  && "$(CURDIR)/$(WHEEL_VENV)/bin/python" wheel_smoke.py "$$work/logs" \
+	  && cd / && rm -rf "$$work"
 
 bench: install
 	$(PY) benchmarks/data_pipeline.py

@@ -88,6 +88,9 @@ def build_heads(rois, mrcnn_feature_maps, image_meta, config):
 
 
 def build_mask_head(rois, mrcnn_feature_maps, image_meta, config):
+    """The mask head on rois [batch, num_rois, (y1, x1, y2, x2)] normalized;
+    returns [batch, num_rois, MASK_SHAPE[0], MASK_SHAPE[1], NUM_CLASSES]
+    mask probabilities."""
     return build_fpn_mask_graph(
         rois, mrcnn_feature_maps, image_meta, config.MASK_POOL_SIZE,
         config.NUM_CLASSES, train_bn=head_train_bn(config),
@@ -96,6 +99,8 @@ def build_mask_head(rois, mrcnn_feature_maps, image_meta, config):
 
 
 def build_inputs(config):
+    """The image [batch, height, width, IMAGE_CHANNEL_COUNT] (molded) and
+    image meta [batch, IMAGE_META_SIZE] inputs both graphs share."""
     channels = config.IMAGE_CHANNEL_COUNT
     input_image = keras.Input(shape=[None, None, channels], name="input_image")
     input_image_meta = keras.Input(shape=[config.IMAGE_META_SIZE],
@@ -109,37 +114,14 @@ def build_training_graph(config):
     Returns (inputs list, outputs list, loss output names).
     """
     check_image_shape(config)
-    input_image, input_image_meta = build_inputs(config)
-    input_rpn_match = keras.Input(shape=[None, 1], name="input_rpn_match",
-                                  dtype="int32")
-    input_rpn_bbox = keras.Input(shape=[None, 4], name="input_rpn_bbox")
-    input_gt_class_ids = keras.Input(shape=[None], name="input_gt_class_ids",
-                                     dtype="int32")
-    input_gt_boxes = keras.Input(shape=[None, 4], name="input_gt_boxes")
-    if config.USE_MINI_MASK:
-        mask_hw = list(config.MINI_MASK_SHAPE)
-    else:
-        mask_hw = list(config.IMAGE_SHAPE[:2])
-    input_gt_masks = keras.Input(shape=mask_hw + [None], name="input_gt_masks",
-                                 dtype="bool")
-    inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
-              input_gt_class_ids, input_gt_boxes, input_gt_masks]
+    inputs = _training_inputs(config)
+    (input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
+     input_gt_class_ids, input_gt_boxes, input_gt_masks) = inputs
 
     gt_boxes = NormBoxesLayer(name="norm_gt_boxes")([input_gt_boxes, input_image])
     rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
     rpn_class_logits, rpn_class, rpn_bbox = build_rpn(rpn_feature_maps, config)
-
-    backbone_shapes = data.compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    anchors = AnchorLayer(
-        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
-        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
-        config.IMAGE_SHAPE, name="anchors")(input_image)
-    rpn_rois = ProposalLayer(
-        proposal_count=config.POST_NMS_ROIS_TRAINING,
-        nms_threshold=config.RPN_NMS_THRESHOLD,
-        pre_nms_limit=config.PRE_NMS_LIMIT,
-        rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-        name="ROI")([rpn_class, rpn_bbox, anchors])
+    rpn_rois = _training_proposals(config, input_image, rpn_class, rpn_bbox)
 
     active_class_ids = ActiveClassIdsLayer(name="active_class_ids")(
         input_image_meta)
@@ -153,16 +135,8 @@ def build_training_graph(config):
         target_rois = NormBoxesLayer(name="norm_input_rois")(
             [input_rois, input_image])
 
-    rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
-        train_rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
-        roi_positive_ratio=config.ROI_POSITIVE_RATIO,
-        mask_shape=list(config.MASK_SHAPE),
-        use_mini_mask=config.USE_MINI_MASK,
-        bbox_std_dev=list(config.BBOX_STD_DEV),
-        add_gt_to_proposals=config.ADD_GT_TO_PROPOSALS,
-        fill_with_negatives=config.ROI_FILL_WITH_NEGATIVES,
-        name="proposal_targets")([target_rois, input_gt_class_ids, gt_boxes,
-                                  input_gt_masks])
+    rois, target_class_ids, target_bbox, target_mask = _proposal_targets(
+        config, target_rois, input_gt_class_ids, gt_boxes, input_gt_masks)
 
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = build_heads(
         rois, mrcnn_feature_maps, input_image_meta, config)
@@ -192,6 +166,61 @@ def build_training_graph(config):
                mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois,
                *losses]
     return inputs, outputs
+
+
+def _training_inputs(config):
+    """The seven inputs MaskRCNNDataset feeds: image, image meta, rpn_match
+    [batch, anchors, 1] int32, rpn_bbox [batch, RPN_TRAIN_ANCHORS_PER_IMAGE,
+    4], gt_class_ids [batch, MAX_GT_INSTANCES] int32, gt_boxes
+    [batch, MAX_GT_INSTANCES, (y1, x1, y2, x2)] pixels and gt_masks
+    [batch, mask_h, mask_w, MAX_GT_INSTANCES] bool (MINI_MASK_SHAPE or
+    IMAGE_SHAPE[:2])."""
+    input_image, input_image_meta = build_inputs(config)
+    input_rpn_match = keras.Input(shape=[None, 1], name="input_rpn_match",
+                                  dtype="int32")
+    input_rpn_bbox = keras.Input(shape=[None, 4], name="input_rpn_bbox")
+    input_gt_class_ids = keras.Input(shape=[None], name="input_gt_class_ids",
+                                     dtype="int32")
+    input_gt_boxes = keras.Input(shape=[None, 4], name="input_gt_boxes")
+    if config.USE_MINI_MASK:
+        mask_hw = list(config.MINI_MASK_SHAPE)
+    else:
+        mask_hw = list(config.IMAGE_SHAPE[:2])
+    input_gt_masks = keras.Input(shape=mask_hw + [None], name="input_gt_masks",
+                                 dtype="bool")
+    return [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
+            input_gt_class_ids, input_gt_boxes, input_gt_masks]
+
+
+def _training_proposals(config, input_image, rpn_class, rpn_bbox):
+    """POST_NMS_ROIS_TRAINING proposals [batch, rois, (y1, x1, y2, x2)]
+    normalized, from the anchors of IMAGE_SHAPE (built in the graph)."""
+    backbone_shapes = data.compute_backbone_shapes(config, config.IMAGE_SHAPE)
+    anchors = AnchorLayer(
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
+        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+        config.IMAGE_SHAPE, name="anchors")(input_image)
+    return ProposalLayer(
+        proposal_count=config.POST_NMS_ROIS_TRAINING,
+        nms_threshold=config.RPN_NMS_THRESHOLD,
+        pre_nms_limit=config.PRE_NMS_LIMIT,
+        rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
+        name="ROI")([rpn_class, rpn_bbox, anchors])
+
+
+def _proposal_targets(config, target_rois, gt_class_ids, gt_boxes, gt_masks):
+    """DetectionTargetLayer from the Config: (rois [batch,
+    TRAIN_ROIS_PER_IMAGE, 4] normalized, class ids, box deltas, masks)."""
+    return DetectionTargetLayer(
+        train_rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
+        roi_positive_ratio=config.ROI_POSITIVE_RATIO,
+        mask_shape=list(config.MASK_SHAPE),
+        use_mini_mask=config.USE_MINI_MASK,
+        bbox_std_dev=list(config.BBOX_STD_DEV),
+        add_gt_to_proposals=config.ADD_GT_TO_PROPOSALS,
+        fill_with_negatives=config.ROI_FILL_WITH_NEGATIVES,
+        name="proposal_targets")([target_rois, gt_class_ids, gt_boxes,
+                                  gt_masks])
 
 
 def build_inference_graph(config):

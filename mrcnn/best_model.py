@@ -38,18 +38,14 @@ MONITORS = {
     "val_bbox_ap": ("eval_bbox_AP", "max", "bbox"),
 }
 
-BEST_SUFFIX = "_best.weights.h5"
+# The best-model file's name ends so; find_last() passes it over.
+from mrcnn.checkpoints import BEST_SUFFIX, is_best_checkpoint  # noqa: E402,F401
 
 
 def best_paths(log_dir, name):
     """(weights path, score json path) of a run's best checkpoint."""
     stem = os.path.join(log_dir, "mask_rcnn_{}_best".format(name.lower()))
     return stem + ".weights.h5", stem + ".json"
-
-
-def is_best_checkpoint(filename):
-    """True for the best-model file, which is not an epoch checkpoint."""
-    return filename.endswith(BEST_SUFFIX)
 
 
 def inference_config(config):

@@ -17,252 +17,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-RUN_CONFIG = "run_config.json"
-
-# Config attributes a user can set with --set KEY=VALUE (JSON values).
-OVERRIDABLE = (
-    "BACKBONE", "IMAGES_PER_GPU", "GPU_COUNT", "STEPS_PER_EPOCH",
-    "VALIDATION_STEPS", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
-    "IMAGE_MIN_SCALE", "RPN_ANCHOR_SCALES", "RPN_ANCHOR_RATIOS",
-    "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES", "DETECTION_MIN_CONFIDENCE",
-    "DETECTION_MAX_INSTANCES", "LEARNING_RATE", "TRAIN_BN", "USE_MINI_MASK",
-    "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT",
-    "TOP_DOWN_PYRAMID_SIZE", "RPN_CONV_DEPTH", "FPN_CLASSIF_FC_LAYERS_SIZE",
-    "MASK_HEAD_CONV_DEPTH", "MINI_MASK_SHAPE", "WEIGHT_DECAY",
-    "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
-    "CPU_THREADS", "CLASS_LOSS_WEIGHTS", "CLASS_LOSS", "CLASS_LOSS_GAMMA",
-)
-
-COCO_CLASS_NAMES = [
-    'BG', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus',
-    'train', 'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
-    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
-    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
-    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
-    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
-    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
-    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
-    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
-    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
-    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
-    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
-    'hair drier', 'toothbrush']
-
-# Class-specific layers that do not fit a dataset with other classes (the
-# COCO weights' heads have 81 classes).
-HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
-
-# File name of matterport's COCO-trained weights.
-COCO_WEIGHTS_FILE = "mask_rcnn_coco.h5"
-
-# Config values of a model and images small enough to train a few steps on
-# a CPU in seconds (the samples' --tiny; it learns nothing useful).
-TINY_SETTINGS = {
-    "BACKBONE": "resnet18",
-    "IMAGES_PER_GPU": 1,
-    "IMAGE_MIN_DIM": 64,
-    "IMAGE_MAX_DIM": 64,
-    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
-    "TOP_DOWN_PYRAMID_SIZE": 32,
-    "RPN_CONV_DEPTH": 32,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "MASK_HEAD_CONV_DEPTH": 16,
-    "PRE_NMS_LIMIT": 500,
-    "POST_NMS_ROIS_TRAINING": 64,
-    "POST_NMS_ROIS_INFERENCE": 32,
-    "TRAIN_ROIS_PER_IMAGE": 16,
-    "RPN_TRAIN_ANCHORS_PER_IMAGE": 32,
-    "MAX_GT_INSTANCES": 8,
-    "DETECTION_MAX_INSTANCES": 8,
-    "MINI_MASK_SHAPE": (14, 14),
-    "STEPS_PER_EPOCH": 2,
-    "VALIDATION_STEPS": 1,
-}
-
-
-class CliError(Exception):
-    """A user error: printed without a traceback, exit status 2."""
-
-
-def parse_overrides(pairs):
-    overrides = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise CliError("--set takes KEY=VALUE, got {!r}".format(pair))
-        key, value = pair.split("=", 1)
-        key = key.strip().upper()
-        if key not in OVERRIDABLE:
-            raise CliError("--set: {} cannot be set from the command line; "
-                           "settable: {}".format(key, ", ".join(OVERRIDABLE)))
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return overrides
-
-
-def make_config(name, num_classes, overrides, inference=False):
-    """A Config subclass instance with the given values."""
-    from mrcnn.config import Config
-    # bfloat16 where the hardware has it, float32 elsewhere (mrcnn.runtime);
-    # --set MIXED_PRECISION=null forces float32.
-    attrs = {"NAME": name, "NUM_CLASSES": int(num_classes),
-             "MIXED_PRECISION": "auto"}
-    attrs.update(overrides)
-    for key in ("RPN_ANCHOR_SCALES", "MINI_MASK_SHAPE"):
-        if key in attrs:
-            attrs[key] = tuple(attrs[key])
-    if inference:
-        attrs.update(GPU_COUNT=1, IMAGES_PER_GPU=1)
-    try:
-        return type("CliConfig", (Config,), attrs)()
-    except ValueError as e:  # Config.validate names the bad --set value
-        raise CliError(str(e))
-
-
-def write_run_config(log_dir, name, class_names, overrides):
-    os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, RUN_CONFIG), "w") as f:
-        json.dump({"name": name, "class_names": list(class_names),
-                   "overrides": overrides}, f, indent=2)
-
-
-def read_run_config(weights_path):
-    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)),
-                        RUN_CONFIG)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return None
-
-
-def find_last_checkpoint(logs, name):
-    """Newest checkpoint of runs named `name` under `logs`."""
-    from mrcnn.config import Config
-    from mrcnn.model import MaskRCNN
-    probe = MaskRCNN.__new__(MaskRCNN)
-    probe.model_dir = logs
-    probe.config = type("Probe", (Config,), {"NAME": name})()
-    try:
-        return MaskRCNN.find_last(probe)
-    except FileNotFoundError:
-        raise CliError("no checkpoint of {!r} under {}; train first or pass "
-                       "--weights PATH".format(name, logs))
-
-
-def weights_file(weights, coco_path, find_last):
-    """The file a --weights value names, as (kind, path).
-
-    weights: "coco", "imagenet", "last", "none" (in any case) or a path.
-    coco_path: where the COCO-trained weights are; downloaded there when
-        missing.
-    find_last: called for "last"; returns the newest checkpoint (e.g. a
-        MaskRCNN's find_last).
-    kind is "coco", "imagenet", "last", "none" or "path"; path is None for
-    "none". Raises an OSError saying what to fetch when a download fails
-    (no network), FileNotFoundError for a path that does not exist.
-    """
-    from mrcnn import utils, weights as weights_io
-    choice = weights.lower()
-    if choice == "none":
-        return "none", None
-    if choice == "last":
-        return "last", find_last()
-    if choice == "coco":
-        if not os.path.exists(coco_path):
-            utils.download_trained_weights(coco_path)
-        return "coco", coco_path
-    if choice == "imagenet":
-        return "imagenet", weights_io.get_imagenet_weights()
-    if not os.path.exists(weights):
-        raise FileNotFoundError("weights file not found: {}".format(weights))
-    return "path", weights
-
-
-def resolve_weights(weights, logs, name):
-    """Maps coco|imagenet|last|none|PATH to (kind, path) for `mrcnn`: the
-    COCO weights live in `logs`, and errors are CliErrors."""
-    if weights is None:
-        return "none", None
-    try:  # downloads fail offline with a message saying what to fetch
-        return weights_file(weights, os.path.join(logs, COCO_WEIGHTS_FILE),
-                            lambda: find_last_checkpoint(logs, name))
-    except OSError as e:
-        raise CliError(str(e))
-
-
-def heads_to_exclude(kind, skip_heads_of=("coco",)):
-    """HEAD_LAYERS when weights of this kind (see weights_file) must not
-    load the class-specific heads, else None."""
-    return HEAD_LAYERS if kind in skip_heads_of else None
-
-
-def load_weights_arg(model, weights, coco_path, skip_heads_of=("coco",)):
-    """Loads a --weights value into a MaskRCNN by layer name, printing what
-    it loads; the plumbing of the matterport-style samples.
-
-    weights, coco_path: as for weights_file ("last" is model.find_last()).
-    skip_heads_of: the kinds of weights whose class-specific heads
-        (HEAD_LAYERS) are left out: by default those of the COCO weights,
-        which fit COCO's 81 classes only; () loads every layer.
-    Returns the file loaded, or None for "none" (random weights). Errors
-    are those of weights_file and model.load_weights (OSError,
-    ValueError), each naming the file.
-    """
-    kind, path = weights_file(weights, coco_path, model.find_last)
-    if path is None:
-        print("Starting from random weights")
-        return None
-    print("Loading weights", path)
-    model.load_weights(path, by_name=True,
-                       exclude=heads_to_exclude(kind, skip_heads_of))
-    return path
-
-
-def sample_config(base, inference=False, tiny=False, **overrides):
-    """An instance of the Config subclass `base`, or of a subclass of it
-    with TINY_SETTINGS (tiny) and then the overrides applied.
-
-    inference: keep one image per call whatever TINY_SETTINGS say.
-    overrides: further attribute values, e.g. STEPS_PER_EPOCH=10.
-    """
-    attrs = dict(TINY_SETTINGS) if tiny else {}
-    if inference:
-        attrs["IMAGES_PER_GPU"] = 1
-    attrs.update(overrides)
-    if not attrs:
-        return base()
-    return type(base.__name__, (base,), attrs)()
-
-
-def add_sample_arguments(parser, weights_option, logs):
-    """Adds the options the matterport-style samples share: the weights
-    (--weights, or --model for coco.py) to start from, --logs (default
-    `logs`), --steps and --tiny; see sample_model."""
-    parser.add_argument(weights_option, required=True,
-                        metavar="/path/to/weights.h5",
-                        help="Path to weights .h5 file or "
-                             "'coco', 'imagenet', 'last' or 'none'")
-    parser.add_argument("--logs", default=logs,
-                        metavar="/path/to/logs/",
-                        help="Logs and checkpoints directory "
-                             "(default=logs/)")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="Steps per epoch (default: the config's)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="tiny model and 64px images: a quick smoke run")
-
-
-def sample_model(make_config, args, inference=False):
-    """The MaskRCNN a sample's command line runs, after displaying its
-    config: make_config(inference=..., tiny=args.tiny) with --steps as
-    STEPS_PER_EPOCH when given, checkpoints under args.logs."""
-    from mrcnn import model as modellib
-    overrides = {"STEPS_PER_EPOCH": args.steps} if args.steps else {}
-    config = make_config(inference=inference, tiny=args.tiny, **overrides)
-    config.display()
-    return modellib.MaskRCNN(mode="inference" if inference else "training",
-                             config=config, model_dir=args.logs)
+# Re-exports: the samples and earlier code use these as mrcnn.cli.X.
+from mrcnn.cli_setup import (COCO_CLASS_NAMES, COCO_WEIGHTS_FILE,  # noqa: E402,F401
+                             HEAD_LAYERS, OVERRIDABLE, RUN_CONFIG,
+                             TINY_SETTINGS, CliError, add_sample_arguments,
+                             find_last_checkpoint, heads_to_exclude,
+                             load_weights_arg, make_config, parse_overrides,
+                             read_run_config, resolve_weights, sample_config,
+                             sample_model, weights_file, write_run_config)
 
 
 def report_error(prog, command, error):
@@ -295,6 +57,8 @@ def loader_options(args):
 
 
 def load_dataset(path, fmt, subset=None, options=None):
+    """A prepared Dataset of a folder or file (mrcnn.datasets.load_dataset)
+    in format fmt (None: detected); loader errors become CliError."""
     from mrcnn import datasets
     try:
         return datasets.load_dataset(path, format=fmt, subset=subset,
@@ -307,6 +71,8 @@ def load_dataset(path, fmt, subset=None, options=None):
 
 
 def cmd_train(args):
+    """`mrcnn train`: trains on --dataset and writes run_config.json beside
+    the checkpoints. Returns the exit status."""
     from mrcnn import model as modellib
     overrides = parse_overrides(args.set)
     options = loader_options(args)
@@ -378,6 +144,9 @@ def inference_model(args):
 
 
 def cmd_detect(args):
+    """`mrcnn detect`: detects objects in the images, writing
+    <image>_detections.png for each and detections.json (COCO-style results
+    with RLE masks) to --out. Returns the exit status."""
     import numpy as np
     import skimage.io
     from mrcnn import visualize
@@ -424,6 +193,9 @@ def cmd_detect(args):
 
 
 def cmd_evaluate(args):
+    """`mrcnn evaluate`: COCO metrics and mAP of --weights on --dataset
+    (mrcnn.evaluate.evaluate_model), printed as one JSON line. Returns the
+    exit status."""
     from mrcnn import evaluate
     model, _ = inference_model(args)
     dataset = load_dataset(args.dataset, args.format, args.subset,
@@ -446,6 +218,8 @@ def _jsonable(value):
 
 
 def cmd_check_dataset(args):
+    """`mrcnn check-dataset`: lists every problem found in a dataset.
+    Returns 1 when there are errors, else 0."""
     from mrcnn.datasets import check
     try:
         problems = check.check_path(args.path, format=args.format,
@@ -468,31 +242,35 @@ def cmd_check_dataset(args):
     return 1 if errors else 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    formats = ["coco", "via", "labelme", "masks"]
+# The dataset formats of mrcnn.datasets (not imported here, so that
+# `mrcnn --help` stays quick).
+_FORMATS = ["coco", "via", "labelme", "masks"]
 
-    def loader_args(p):
-        p.add_argument("--class-attribute", default=None,
-                       help="VIA: region attribute holding the class name")
-        p.add_argument("--classes", default=None,
-                       help="comma-separated class names to use (in order)")
-        p.add_argument("--default-class", default=None,
-                       help="class name when annotations carry none")
 
-    def common(p):
-        p.add_argument("--logs", default="logs",
-                       help="directory of runs and checkpoints (default logs)")
-        p.add_argument("--name", default="custom",
-                       help="run name, used for checkpoint names")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a Config value (JSON), repeatable")
+def _add_loader_args(p):
+    """Options of the dataset loaders (mrcnn.datasets.load_dataset)."""
+    p.add_argument("--class-attribute", default=None,
+                   help="VIA: region attribute holding the class name")
+    p.add_argument("--classes", default=None,
+                   help="comma-separated class names to use (in order)")
+    p.add_argument("--default-class", default=None,
+                   help="class name when annotations carry none")
 
+
+def _add_run_args(p):
+    """Options naming a run: its logs folder, name and Config overrides."""
+    p.add_argument("--logs", default="logs",
+                   help="directory of runs and checkpoints (default logs)")
+    p.add_argument("--name", default="custom",
+                   help="run name, used for checkpoint names")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a Config value (JSON), repeatable")
+
+
+def _add_train_parser(sub):
     p = sub.add_parser("train", help="train on a dataset")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--format", choices=formats)
+    p.add_argument("--format", choices=_FORMATS)
     p.add_argument("--train-subset", default=None,
                    help="e.g. train (VIA: <dataset>/train/via_region_data.json)")
     p.add_argument("--val-dataset", default=None)
@@ -508,10 +286,12 @@ def build_parser():
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--augment", action="store_true",
                    help="flips, rotations, brightness and blur (imgaug)")
-    loader_args(p)
-    common(p)
+    _add_loader_args(p)
+    _add_run_args(p)
     p.set_defaults(func=cmd_train)
 
+
+def _add_detect_and_evaluate_parsers(sub):
     for name, func, help_ in (("detect", cmd_detect, "detect objects"),
                               ("evaluate", cmd_evaluate, "COCO metrics")):
         p = sub.add_parser(name, help=help_)
@@ -521,7 +301,7 @@ def build_parser():
                        help="comma-separated names when the weights have no "
                             + RUN_CONFIG)
         p.add_argument("--min-confidence", type=float, default=None)
-        common(p)
+        _add_run_args(p)
         if name == "detect":
             p.add_argument("images", nargs="+")
             p.add_argument("--out", default="detections")
@@ -533,23 +313,39 @@ def build_parser():
                                 "(default tile / 4)")
         else:
             p.add_argument("--dataset", required=True)
-            p.add_argument("--format", choices=formats)
+            p.add_argument("--format", choices=_FORMATS)
             p.add_argument("--subset", default=None)
             p.add_argument("--limit", type=int, default=None)
-            loader_args(p)
+            _add_loader_args(p)
         p.set_defaults(func=func)
 
+
+def _add_check_parser(sub):
     p = sub.add_parser("check-dataset",
                        help="list every problem found in a dataset")
     p.add_argument("path")
-    p.add_argument("--format", choices=formats)
+    p.add_argument("--format", choices=_FORMATS)
     p.add_argument("--subset", default=None)
-    loader_args(p)
+    _add_loader_args(p)
     p.set_defaults(func=cmd_check_dataset)
+
+
+def build_parser():
+    """The argparse parser of the `mrcnn` command and its sub-commands
+    (train, detect, evaluate, check-dataset)."""
+    parser = argparse.ArgumentParser(
+        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train_parser(sub)
+    _add_detect_and_evaluate_parsers(sub)
+    _add_check_parser(sub)
     return parser
 
 
 def main(argv=None):
+    """Entry point of the `mrcnn` command; argv defaults to sys.argv[1:].
+    Returns the exit status (2 for a user error, printed without a
+    traceback)."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

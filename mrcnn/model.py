@@ -17,21 +17,20 @@ original ``mrcnn.model`` imports from here.
 
 import contextlib
 import datetime
-import errno
 import logging
 import os
-import re
-from collections import OrderedDict
 
 import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import (architecture, best_model, distribute, postprocess,
-                   runtime, tiling, training, utils)
+from mrcnn import (architecture, best_model, checkpoints, distribute,
+                   inference, postprocess, runtime, tiling, training)
+from mrcnn import utils  # noqa: F401  (the original's mrcnn.model.utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
-from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph  # noqa: F401
+from mrcnn.backbone import (BatchNorm, conv_block, fpn_graph,  # noqa: F401
+                            identity_block, resnet_graph)
 from mrcnn.box_ops import (apply_box_deltas_graph, batch_pack_graph,  # noqa: F401
                            box_refinement_graph, clip_boxes_graph,
                            denorm_boxes_graph, norm_boxes_graph,
@@ -42,14 +41,16 @@ from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F40
                         data_generator, generate_random_rois, load_image_gt,
                         mold_image, parse_image_meta, unmold_image,
                         MaskRCNNDataset, DataSequence)
-from mrcnn.detection import DetectionLayer  # noqa: F401
+from mrcnn.checkpoints import CHECKPOINT_RE  # noqa: F401
+from mrcnn.detection import DetectionLayer, refine_detections_graph  # noqa: F401
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
 from mrcnn.losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,  # noqa: F401
                           mrcnn_mask_loss_graph, rpn_bbox_loss_graph,
-                          rpn_class_loss_graph)
-from mrcnn.roi_align import PyramidROIAlign  # noqa: F401
+                          rpn_class_loss_graph, smooth_l1_loss)
+from mrcnn.roi_align import PyramidROIAlign, log2_graph  # noqa: F401
 from mrcnn.rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
-from mrcnn.targets import DetectionTargetLayer  # noqa: F401
+from mrcnn.targets import (DetectionTargetLayer,  # noqa: F401
+                           detection_targets_graph)
 
 logger = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ LAYER_REGEX = {
     "all": ".*",
 }
 
-# Checkpoints: <model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.weights.h5
-CHECKPOINT_RE = re.compile(
-    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]"
-    r"mask\_rcnn\_[\w-]+(\d{4})(\.weights)?\.h5$")
 
 
 @contextlib.contextmanager
@@ -152,28 +149,8 @@ class MaskRCNN(object):
         Returns the path of the newest checkpoint. Runs that crashed before
         their first checkpoint are passed over.
         """
-        name = self.config.NAME.lower()
-        # NAME + timestamp exactly: "balloon" must not pick "balloon_big" runs.
-        run_dir = re.compile(re.escape(name) + r"\d{8}T\d{4}$")
-        if os.path.isdir(self.model_dir):
-            dir_names = sorted(d for d in os.listdir(self.model_dir)
-                               if run_dir.match(d)
-                               and os.path.isdir(os.path.join(self.model_dir, d)))
-        else:
-            dir_names = []
-        for dir_name in reversed(dir_names):
-            dir_path = os.path.join(self.model_dir, dir_name)
-            checkpoints = sorted(f for f in os.listdir(dir_path)
-                                 if f.startswith("mask_rcnn")
-                                 and not best_model.is_best_checkpoint(f)
-                                 and (f.endswith(".weights.h5")
-                                      or f.endswith(".h5")))
-            if checkpoints:
-                return os.path.join(dir_path, checkpoints[-1])
-        raise FileNotFoundError(
-            errno.ENOENT,
-            "Could not find a checkpoint of {!r} under model_dir".format(name),
-            self.model_dir)
+        return checkpoints.find_last_checkpoint(self.model_dir,
+                                                self.config.NAME)
 
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Loads weights from our .weights.h5 checkpoints or legacy .h5 files.
@@ -193,6 +170,7 @@ class MaskRCNN(object):
         return weights_io.get_imagenet_weights()
 
     def save_weights(self, filepath):
+        """Writes the weights to filepath (a .weights.h5 file), atomically."""
         weights_io.save_weights(self.keras_model, filepath)
 
     def set_log_dir(self, model_path=None):
@@ -201,16 +179,8 @@ class MaskRCNN(object):
         With a path of one of our checkpoints, training continues in that
         run's directory from the epoch after the checkpoint's.
         """
-        self.epoch = 0
-        now = datetime.datetime.now()
-        if model_path:
-            match = CHECKPOINT_RE.match(str(model_path))
-            if match:
-                now = datetime.datetime(*[int(match.group(i))
-                                          for i in range(1, 6)])
-                # The epoch number in the file is 1-based, Keras' 0-based:
-                # the next epoch to run is the file's number.
-                self.epoch = int(match.group(6))
+        start, self.epoch = checkpoints.run_start_and_epoch(model_path)
+        now = start or datetime.datetime.now()
         self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(
             self.config.NAME.lower(), now))
         self.checkpoint_path = training.checkpoint_template(
@@ -273,29 +243,15 @@ class MaskRCNN(object):
         if self.mode != "training":
             raise RuntimeError("Create the model in training mode to train.")
         layers = LAYER_REGEX.get(layers, layers)
-        workers = workers or min(4, runtime.available_cores())
-        train_feed = MaskRCNNDataset(
-            train_dataset, self.config, shuffle=True,
-            augmentation=augmentation,
-            no_augmentation_sources=no_augmentation_sources,
-            steps=self.config.STEPS_PER_EPOCH, workers=workers)
-        val_feed = None
-        if val_dataset is not None and self.config.VALIDATION_STEPS:
-            val_feed = MaskRCNNDataset(
-                val_dataset, self.config, shuffle=True,
-                steps=self.config.VALIDATION_STEPS, workers=workers)
-
-        os.makedirs(self.log_dir, exist_ok=True)
-        stop_on_nan = training.StopOnNonFiniteLoss(train_feed)
-        callbacks = [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
-                                        write_graph=False),
-            stop_on_nan,
-            training.CheckpointCallback(self.checkpoint_path),
-        ] + best_model.training_callbacks(
-            monitor, patience, self.log_dir, self.config.NAME, val_dataset,
-            val_feed is not None, self._evaluation_twin) \
-            + list(custom_callbacks or [])
+        train_feed, val_feed = training.training_feeds(
+            self.config, train_dataset, val_dataset, augmentation,
+            no_augmentation_sources, workers)
+        callbacks, stop_on_nan = training.fit_callbacks(
+            self.log_dir, self.checkpoint_path, train_feed,
+            best_model.training_callbacks(
+                monitor, patience, self.log_dir, self.config.NAME,
+                val_dataset, val_feed is not None, self._evaluation_twin)
+            + list(custom_callbacks or []))
 
         log("\nStarting at epoch {}. LR={}\n".format(self.epoch, learning_rate))
         log("Checkpoint Path: {}".format(self.checkpoint_path))
@@ -332,56 +288,7 @@ class MaskRCNN(object):
         Returns molded_images [N, h, w, C] float32, image_metas [N, META],
         windows [N, (y1, x1, y2, x2)] (the image inside the padded frame).
         """
-        molded_images, image_metas, windows = [], [], []
-        for index, image in enumerate(images):
-            image = self._check_detect_image(image, index)
-            molded_image, window, scale, _, _ = utils.resize_image(
-                image,
-                min_dim=self.config.IMAGE_MIN_DIM,
-                min_scale=self.config.IMAGE_MIN_SCALE,
-                max_dim=self.config.IMAGE_MAX_DIM,
-                mode=self.config.IMAGE_RESIZE_MODE)
-            molded_image = mold_image(molded_image, self.config)
-            image_meta = compose_image_meta(
-                0, image.shape, molded_image.shape, window, scale,
-                np.zeros([self.config.NUM_CLASSES], dtype=np.int32))
-            molded_images.append(molded_image)
-            windows.append(window)
-            image_metas.append(image_meta)
-        return (np.stack(molded_images).astype(np.float32),
-                np.stack(image_metas).astype(np.float32), np.stack(windows))
-
-    def _check_detect_image(self, image, index):
-        image = np.asarray(image)
-        channels = self.config.IMAGE_CHANNEL_COUNT
-        if image.ndim == 2 and channels == 3:
-            image = np.stack([image] * 3, axis=-1)
-        if image.ndim != 3 or image.shape[-1] != channels:
-            raise ValueError(
-                "detect(): image {} has shape {}; expected [height, width, {}]"
-                " (IMAGE_CHANNEL_COUNT)".format(index, image.shape, channels))
-        if min(image.shape[:2]) < 1:
-            raise ValueError("detect(): image {} is empty (shape {})".format(
-                index, image.shape))
-        if image.dtype != np.uint8:
-            if np.issubdtype(image.dtype, np.integer) and image.size and (
-                    image.min() < 0 or image.max() > 255):
-                raise ValueError(
-                    "detect(): image {} has {} pixels from {} to {}; pass "
-                    "values in 0..255 (e.g. skimage.util.img_as_ubyte)".format(
-                        index, image.dtype, image.min(), image.max()))
-            if not np.issubdtype(image.dtype, np.number):
-                raise ValueError("detect(): image {} has dtype {}".format(
-                    index, image.dtype))
-            if not np.all(np.isfinite(image)):
-                raise ValueError("detect(): image {} has NaN or infinite "
-                                 "pixels".format(index))
-            if np.issubdtype(image.dtype, np.floating) and image.size \
-                    and image.max() <= 1.0:
-                raise ValueError(
-                    "detect(): image {} is float with values in [0, 1]; pass "
-                    "pixel values in 0..255 (e.g. uint8)".format(index))
-        return image
+        return inference.mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape,
                           image_shape, window):
@@ -403,13 +310,8 @@ class MaskRCNN(object):
         image shape, cached per shape."""
         key = tuple(int(v) for v in image_shape[:2])
         if key not in self._anchor_cache:
-            backbone_shapes = compute_backbone_shapes(self.config, image_shape)
-            anchors = utils.generate_pyramid_anchors(
-                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS,
-                backbone_shapes, self.config.BACKBONE_STRIDES,
-                self.config.RPN_ANCHOR_STRIDE)
-            self._anchor_cache[key] = utils.norm_boxes(
-                anchors, key).astype(np.float32)
+            self._anchor_cache[key] = inference.normalized_anchors(
+                self.config, image_shape)
         return self._anchor_cache[key]
 
     def _predict(self, molded_images, image_metas, anchors):
@@ -423,42 +325,11 @@ class MaskRCNN(object):
         (self._detect_fn.experimental_get_tracing_count() counts traces).
         """
         if self._detect_fn is None:
-            self._detect_fn = self._build_detect_fn()
+            self._detect_fn = inference.build_detect_fn(self.keras_model)
         detections, masks = self._detect_fn(
             tf.constant(molded_images), tf.constant(image_metas),
             tf.constant(anchors))
         return detections.numpy(), masks.numpy()
-
-    def _build_detect_fn(self):
-        """tf.function of the inference graph split in two around the mask
-        head, so that the head runs only on the real detections."""
-        model = self.keras_model
-        feature_maps = [model.get_layer("fpn_p{}".format(level)).output
-                        for level in (2, 3, 4, 5)]
-        detection_model = keras.Model(
-            model.inputs, [model.get_layer("mrcnn_detection").output]
-            + feature_maps)
-        mask_model = keras.Model(
-            [model.get_layer("detection_boxes").output, model.inputs[1]]
-            + feature_maps, model.get_layer("mrcnn_mask").output)
-
-        @tf.function(reduce_retracing=True, jit_compile=False)
-        def detect_fn(images, metas, anchors):
-            detections, *maps = detection_model([images, metas, anchors],
-                                                training=False)
-            detections = tf.cast(detections, tf.float32)
-            class_ids = tf.cast(detections[..., 4], tf.int32)
-            # Real detections come first, then zero rows (class 0). At
-            # least one row keeps the mask head's shapes non-empty.
-            count = tf.maximum(tf.reduce_max(tf.reduce_sum(
-                tf.cast(class_ids > 0, tf.int32), axis=1)), 1)
-            masks = mask_model([detections[:, :count, :4], metas] + maps,
-                               training=False)
-            # [B, n, h, w, classes] -> [B, n, h, w] of each row's class.
-            masks = tf.gather(tf.cast(masks, tf.float32),
-                              class_ids[:, :count], axis=4, batch_dims=2)
-            return detections, masks
-        return detect_fn
 
     def detect(self, images, verbose=0):
         """Runs detection on a list of images.
@@ -501,13 +372,8 @@ class MaskRCNN(object):
                 raise ValueError(
                     "After resizing, images must have the same size; use "
                     "IMAGE_RESIZE_MODE 'square' or detect them one by one.")
-        count = len(images)
-        if count < batch_size:  # pad the last batch by repeating an image
-            pad = batch_size - count
-            molded_images = np.concatenate(
-                [molded_images, np.repeat(molded_images[:1], pad, axis=0)])
-            image_metas = np.concatenate(
-                [image_metas, np.repeat(image_metas[:1], pad, axis=0)])
+        molded_images, image_metas = inference.pad_to_batch(
+            molded_images, image_metas, batch_size)
         anchors = np.broadcast_to(self.get_anchors(image_shape),
                                   (batch_size,) + self.get_anchors(image_shape).shape)
         if verbose:
@@ -599,28 +465,7 @@ class MaskRCNN(object):
         layer name string in place of the tensor takes that layer's output.
         Returns an ordered dict of numpy arrays.
         """
-        outputs = OrderedDict(
-            (name, self.keras_model.get_layer(t).output if isinstance(t, str)
-             else t) for name, t in outputs)
-        sub_model = keras.Model(self.keras_model.inputs, list(outputs.values()))
-        if image_metas is None:
-            molded_images, image_metas, _ = self.mold_inputs(images)
-        else:
-            molded_images = np.asarray(images, dtype=np.float32)
-        inputs = [molded_images, image_metas]
-        if self.mode == "inference":
-            anchors = self.get_anchors(molded_images[0].shape)
-            inputs.append(np.broadcast_to(anchors, (len(molded_images),)
-                                          + anchors.shape))
-        else:
-            raise RuntimeError(
-                "run_graph() feeds images only; build the model in inference "
-                "mode, or call keras_model on a batch from MaskRCNNDataset.")
-        values = sub_model.predict(inputs, verbose=0)
-        if not isinstance(values, (list, tuple)):
-            values = [values]
-        result = OrderedDict()
-        for key, value in zip(outputs.keys(), values):
-            result[key] = np.asarray(value)
-            log(key, result[key])
+        result = inference.run_graph(self, images, outputs, image_metas)
+        for key, value in result.items():
+            log(key, value)
         return result

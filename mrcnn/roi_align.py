@@ -20,6 +20,15 @@ CANONICAL_SIZE = 224.0
 CANONICAL_LEVEL = 4
 
 
+def log2_graph(x):
+    """Base-2 logarithm of a float tensor (elementwise, any shape).
+
+    matterport's helper for the FPN level formula; roi_pyramid_level
+    evaluates that formula without logs (exact on the level boundaries).
+    """
+    return tf.math.log(x) / tf.math.log(2.0)
+
+
 def roi_pyramid_level(boxes, image_area):
     """Pyramid level of each box, FPN Eq. 1.
 

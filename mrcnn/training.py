@@ -13,8 +13,9 @@ import os
 import tensorflow as tf
 import keras
 
-from mrcnn import distribute
+from mrcnn import distribute, runtime
 from mrcnn import weights as weights_io
+from mrcnn.data import MaskRCNNDataset
 
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -216,5 +217,44 @@ def apply_trainable(keras_model, layer_regex, verbose=0, indent=0):
 
 
 def checkpoint_template(log_dir, name):
+    """Checkpoint path pattern of a run, with an {epoch} field (1-based)."""
     return os.path.join(log_dir, "mask_rcnn_{}_{{epoch:04d}}.weights.h5".format(
         name.lower()))
+
+
+def training_feeds(config, train_dataset, val_dataset, augmentation=None,
+                   no_augmentation_sources=None, workers=None):
+    """The MaskRCNNDataset feeds of MaskRCNN.train().
+
+    workers: data-loading threads (default: one per available core, at
+        most 4).
+    Returns (train_feed of STEPS_PER_EPOCH batches, val_feed of
+    VALIDATION_STEPS batches or None without val_dataset or steps).
+    Validation images are not augmented.
+    """
+    workers = workers or min(4, runtime.available_cores())
+    train_feed = MaskRCNNDataset(
+        train_dataset, config, shuffle=True, augmentation=augmentation,
+        no_augmentation_sources=no_augmentation_sources,
+        steps=config.STEPS_PER_EPOCH, workers=workers)
+    val_feed = None
+    if val_dataset is not None and config.VALIDATION_STEPS:
+        val_feed = MaskRCNNDataset(
+            val_dataset, config, shuffle=True,
+            steps=config.VALIDATION_STEPS, workers=workers)
+    return train_feed, val_feed
+
+
+def fit_callbacks(log_dir, checkpoint_path, train_feed, custom_callbacks=None):
+    """TensorBoard, the non-finite loss stop and checkpoints, then the
+    caller's callbacks. Returns (callbacks, the StopOnNonFiniteLoss, whose
+    .error train() raises after fit)."""
+    os.makedirs(log_dir, exist_ok=True)
+    stop_on_nan = StopOnNonFiniteLoss(train_feed)
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0,
+                                    write_graph=False),
+        stop_on_nan,
+        CheckpointCallback(checkpoint_path),
+    ] + list(custom_callbacks or [])
+    return callbacks, stop_on_nan

@@ -13,26 +13,30 @@ usable both inline in Jupyter and on a headless machine:
   and tests do not pile up open figures. Drawn on the caller's ``ax``, it
   returns the caller's figure and leaves it open.
 
+The numpy drawing helpers (random_colors, apply_mask, ...) live in
+``mrcnn.drawing``, the tables in ``mrcnn.tables`` and what the figures draw
+on their axes in ``mrcnn.axes_drawing``; all are re-exported here.
+
 Importing this module does not import TensorFlow.
 """
 
-import colorsys
 import itertools
-import random
 
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import lines, patches
-from skimage.measure import find_contours
+
+from mrcnn.axes_drawing import (_check_instances, _class_label,
+                                draw_boxes_on, draw_instances_on)
+# Re-exports: the original mrcnn.visualize kept all of these in one file.
+from mrcnn.drawing import (apply_mask, apply_masks_fast,  # noqa: F401
+                           color_splash, draw_box, random_colors)
+from mrcnn.tables import display_table, display_weight_stats  # noqa: F401
 
 # Backends that cannot show a window: plt.show() would only warn there.
 _NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg",
                              "template"}
-
-# ITU-R 709 luma weights (as skimage.color.rgb2gray); applied to the raw
-# values so any dtype keeps its own scale.
-_LUMA_WEIGHTS = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
 
 
 ############################################################
@@ -69,133 +73,9 @@ def _finish(fig, created, save_path):
     return fig
 
 
-def _class_label(class_names, class_id):
-    """Name of a class id, with a clear error for an id without a name."""
-    class_id = int(class_id)
-    if not 0 <= class_id < len(class_names):
-        raise ValueError("class id {} has no name: class_names has {} entries"
-                         .format(class_id, len(class_names)))
-    return class_names[class_id]
-
-
-def _add_mask_outline(ax, mask, color):
-    """Draws the outline of a binary mask [height, width] as polygons."""
-    # Pad so that masks touching the image border still give closed contours.
-    padded = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), dtype=np.uint8)
-    padded[1:-1, 1:-1] = mask
-    for verts in find_contours(padded, 0.5):
-        # (row, col) -> (x, y), and undo the padding offset.
-        xy = np.fliplr(verts) - 1
-        ax.add_patch(patches.Polygon(xy, facecolor="none", edgecolor=color))
-
-
-def _check_instances(boxes, masks, class_ids):
-    """Raises if boxes [N, 4], masks [H, W, N] and class_ids [N] disagree."""
-    counts = {"boxes": boxes.shape[0], "class_ids": class_ids.shape[0]}
-    if masks is not None:
-        counts["masks (last axis)"] = masks.shape[-1]
-    if len(set(counts.values())) > 1:
-        raise ValueError("instance counts differ: {}".format(
-            ", ".join("{}={}".format(k, v) for k, v in counts.items())))
-
-
 ############################################################
 #  Colors and masks on images
 ############################################################
-
-def random_colors(N, bright=True):
-    """Generates N visually distinct colors in random order.
-
-    Evenly spaced hues in HSV, converted to RGB.
-    Returns: list of N (r, g, b) tuples with values in [0, 1].
-    """
-    brightness = 1.0 if bright else 0.7
-    colors = [colorsys.hsv_to_rgb(i / N, 1, brightness) for i in range(N)]
-    random.shuffle(colors)
-    return colors
-
-
-def apply_mask(image, mask, color, alpha=0.5):
-    """Blends a color into the image where mask == 1, in place.
-
-    image: [height, width, 3] in 0..255 (any numeric dtype).
-    mask: [height, width] binary.
-    color: (r, g, b) in [0, 1].
-    Returns the same (modified) image array.
-    """
-    for c in range(3):
-        image[:, :, c] = np.where(
-            mask == 1,
-            image[:, :, c] * (1 - alpha) + alpha * color[c] * 255,
-            image[:, :, c])
-    return image
-
-
-def apply_masks_fast(image, masks, colors=None, alpha=0.5):
-    """Blends many instance masks into an image in one vectorized pass.
-
-    Where instances overlap, the pixel takes the color of the instance with
-    the highest index (the one drawn last), blended once; unlike repeated
-    apply_mask calls, overlaps are not blended twice.
-
-    image: [height, width, 3] in 0..255.
-    masks: [height, width, N] binary.
-    colors: N (r, g, b) tuples in [0, 1]; random_colors(N) when None.
-    Returns a new array with the image's dtype.
-    """
-    masks = np.asarray(masks).astype(bool)
-    if masks.ndim != 3 or masks.shape[:2] != image.shape[:2]:
-        raise ValueError("masks shape {} must be [height, width, N] with the "
-                         "image's height and width {}".format(
-                             masks.shape, image.shape[:2]))
-    count = masks.shape[-1]
-    result = image.astype(np.float32)
-    if count == 0:
-        return result.astype(image.dtype)
-    colors = random_colors(count) if colors is None else colors
-    palette = np.asarray(colors, dtype=np.float32)[:, :3] * 255
-    covered = masks.any(axis=-1)
-    # argmax on the reversed axis finds the last True instance per pixel.
-    top = count - 1 - np.argmax(masks[:, :, ::-1], axis=-1)
-    result[covered] = (result[covered] * (1 - alpha)
-                       + alpha * palette[top[covered]])
-    if np.issubdtype(image.dtype, np.integer):
-        result = np.clip(np.round(result), 0, np.iinfo(image.dtype).max)
-    return result.astype(image.dtype)
-
-
-def color_splash(image, mask):
-    """Grayscale copy of the image with the masked instances kept in color.
-
-    image: [height, width, 3] RGB.
-    mask: [height, width, N] (or [height, width]) instance masks.
-    Returns: [height, width, 3] with the image's dtype.
-    """
-    gray = np.dot(image[..., :3].astype(np.float32), _LUMA_WEIGHTS)
-    gray = np.repeat(gray[..., None], 3, axis=-1)
-    mask = np.asarray(mask)
-    if mask.ndim == 2:
-        mask = mask[..., None]
-    if mask.shape[-1] == 0:
-        return gray.astype(image.dtype)
-    keep_color = mask.astype(bool).any(axis=-1, keepdims=True)
-    return np.where(keep_color, image[..., :3], gray).astype(image.dtype)
-
-
-def draw_box(image, box, color):
-    """Draws a 2-pixel-wide box outline into the image array, in place.
-
-    box: [y1, x1, y2, x2] integer pixel coordinates.
-    color: a value per channel, e.g. (255, 0, 0).
-    Returns the same image array.
-    """
-    y1, x1, y2, x2 = box
-    image[y1:y1 + 2, x1:x2] = color
-    image[y2:y2 + 2, x1:x2] = color
-    image[y1:y2, x1:x1 + 2] = color
-    image[y1:y2, x2:x2 + 2] = color
-    return image
-
 
 ############################################################
 #  Figures
@@ -258,33 +138,8 @@ def display_instances(image, boxes, masks, class_ids, class_names,
     ax.axis("off")
     ax.set_title(title)
 
-    masked_image = image.astype(np.float32).copy()
-    for i in range(count):
-        color = colors[i]
-        # An all-zero box is padding (e.g. an instance lost to cropping).
-        if not np.any(boxes[i]):
-            continue
-        y1, x1, y2, x2 = boxes[i]
-        if show_bbox:
-            ax.add_patch(patches.Rectangle(
-                (x1, y1), x2 - x1, y2 - y1, linewidth=2, alpha=0.7,
-                linestyle="dashed", edgecolor=color, facecolor="none"))
-        if captions is None:
-            label = _class_label(class_names, class_ids[i])
-            score = scores[i] if scores is not None else None
-            caption = ("{} {:.3f}".format(label, score) if score is not None
-                       else label)
-        else:
-            caption = captions[i]
-        ax.text(x1, y1 + 8, caption, color="w", size=11,
-                backgroundcolor="none")
-        if masks is None:
-            continue
-        mask = masks[:, :, i]
-        if show_mask:
-            masked_image = apply_mask(masked_image, mask, color)
-        _add_mask_outline(ax, mask, color)
-    ax.imshow(np.clip(masked_image, 0, 255).astype(np.uint8))
+    draw_instances_on(ax, image, boxes, masks, class_ids, class_names,
+                      scores, colors, captions, show_mask, show_bbox)
     return _finish(fig, created, save_path)
 
 
@@ -496,15 +351,6 @@ def plot_overlaps(gt_class_ids, pred_class_ids, pred_scores,
     return _finish(fig, True, save_path)
 
 
-def _visibility_style(visibility, color):
-    """(color, line style, alpha) for draw_boxes' visibility levels."""
-    if visibility == 0:
-        return "gray", "dotted", 0.5
-    if visibility == 1:
-        return color, "dotted", 1
-    return color, "solid", 1
-
-
 def draw_boxes(image, boxes=None, refined_boxes=None,
                masks=None, captions=None, visibilities=None,
                title="", ax=None, save_path=None):
@@ -529,112 +375,6 @@ def draw_boxes(image, boxes=None, refined_boxes=None,
     ax.axis("off")
     ax.set_title(title)
 
-    masked_image = image.astype(np.float32).copy()
-    for i in range(count):
-        visibility = visibilities[i] if visibilities is not None else 1
-        color, style, alpha = _visibility_style(visibility, colors[i])
-        if boxes is not None:
-            if not np.any(boxes[i]):
-                continue  # all-zero box is padding
-            y1, x1, y2, x2 = boxes[i]
-            ax.add_patch(patches.Rectangle(
-                (x1, y1), x2 - x1, y2 - y1, linewidth=2, alpha=alpha,
-                linestyle=style, edgecolor=color, facecolor="none"))
-        if refined_boxes is not None and visibility > 0:
-            ry1, rx1, ry2, rx2 = refined_boxes[i].astype(np.int32)
-            ax.add_patch(patches.Rectangle(
-                (rx1, ry1), rx2 - rx1, ry2 - ry1, linewidth=2,
-                edgecolor=color, facecolor="none"))
-            if boxes is not None:
-                ax.add_line(lines.Line2D([x1, rx1], [y1, ry1], color=color))
-        if captions is not None:
-            if refined_boxes is not None:
-                y1, x1 = refined_boxes[i][:2]
-            ax.text(x1, y1, captions[i], size=11, verticalalignment="top",
-                    color="w", backgroundcolor="none",
-                    bbox={"facecolor": color, "alpha": 0.5, "pad": 2,
-                          "edgecolor": "none"})
-        if masks is not None:
-            mask = masks[:, :, i]
-            # A color name like "gray" has no channels to blend with.
-            rgb = matplotlib.colors.to_rgb(color)
-            masked_image = apply_mask(masked_image, mask, rgb)
-            _add_mask_outline(ax, mask, color)
-    ax.imshow(np.clip(masked_image, 0, 255).astype(np.uint8))
+    draw_boxes_on(ax, image, boxes, refined_boxes, masks, captions,
+                  visibilities, colors)
     return _finish(fig, created, save_path)
-
-
-############################################################
-#  Tables
-############################################################
-
-def display_table(table):
-    """Displays a list of rows (lists of values) as an HTML table.
-
-    Inside IPython/Jupyter the table is rendered; elsewhere it is printed as
-    aligned plain text. Returns the HTML string.
-    """
-    html = "".join(
-        "<tr>" + "".join("<td>{:40}</td>".format(str(col)) for col in row)
-        + "</tr>" for row in table)
-    html = "<table>" + html + "</table>"
-    shell = None
-    try:
-        from IPython import get_ipython
-        shell = get_ipython()
-    except ImportError:
-        pass
-    if shell is not None:
-        from IPython.display import HTML, display
-        display(HTML(html))
-    else:
-        for row in table:
-            print("  ".join("{:40}".format(str(col)) for col in row))
-    return html
-
-
-def _layers_with_weights(layers):
-    """Flattens nested models and TimeDistributed wrappers to weight layers."""
-    found = []
-    for layer in layers:
-        inner = getattr(layer, "layer", None)  # TimeDistributed and co.
-        if inner is not None and inner.weights:
-            found.append(inner)
-        elif hasattr(layer, "layers") and layer.layers:
-            found.extend(_layers_with_weights(layer.layers))
-        elif layer.weights:
-            found.append(layer)
-    return found
-
-
-def display_weight_stats(model):
-    """Displays min/max/std of each weight tensor, flagging odd ones.
-
-    model: a MaskRCNN (its get_trainable_layers() or keras_model is used)
-    or a Keras model. "dead?" marks a constant tensor (other than a Conv2D
-    bias), "Overflow?" a value beyond +-1000.
-    Returns the table rows (header first).
-    """
-    if hasattr(model, "get_trainable_layers"):
-        layers = model.get_trainable_layers()
-    else:
-        layers = _layers_with_weights(getattr(model, "keras_model", model)
-                                      .layers)
-    table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD"]]
-    for layer in layers:
-        for i, (variable, values) in enumerate(zip(layer.weights,
-                                                   layer.get_weights())):
-            # Keras 3 keeps the full "layer/weight" name in .path.
-            name = getattr(variable, "path", None) or variable.name
-            alert = ""
-            is_conv_bias = layer.__class__.__name__ == "Conv2D" and i == 1
-            if values.min() == values.max() and not is_conv_bias:
-                alert += "<span style='color:red'>*** dead?</span>"
-            if np.abs(values.min()) > 1000 or np.abs(values.max()) > 1000:
-                alert += "<span style='color:red'>*** Overflow?</span>"
-            table.append([name + alert, str(values.shape),
-                          "{:+9.4f}".format(values.min()),
-                          "{:+10.4f}".format(values.max()),
-                          "{:+9.4f}".format(values.std())])
-    display_table(table)
-    return table
