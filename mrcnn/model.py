@@ -416,7 +416,9 @@ class MaskRCNN(object):
             return self.detect([image[y1:y2, x1:x2]
                                 for y1, x1, y2, x2 in windows])
         return [tiling.detect_tiled(
-            self._check_detect_image(image, index), detect_tiles, tile,
+            inference.check_detect_image(
+                image, index, self.config.IMAGE_CHANNEL_COUNT),
+            detect_tiles, tile,
             overlap, batch_size=self.config.BATCH_SIZE,
             full_masks=full_masks, verbose=verbose)
             for index, image in enumerate(images)]
