@@ -37,6 +37,13 @@ PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
                   "amx_bf16", "amx_tile")
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN ISA caps ($ONEDNN_MAX_CPU_ISA) under which oneDNN computes bfloat16
+# with native instructions; a lower cap (e.g. AVX2, to reproduce an older
+# CPU on a newer one) emulates it.
+BF16_ISA_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                 "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX",
+                 "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+                 "ALL", "DEFAULT")
 
 
 ############################################################
@@ -212,13 +219,17 @@ def _gpus_support_bf16():
 
 def native_bf16(flags=None, gpus="probe"):
     """Whether bfloat16 runs in hardware here: on the GPUs if there are
-    any, else on the CPU. `flags` (CPU flags) and `gpus` (None: no GPU,
-    True/False: GPUs with/without bf16) replace the probes."""
+    any, else on the CPU (its flags, and oneDNN's ISA cap if one is set).
+    `flags` (CPU flags) and `gpus` (None: no GPU, True/False: GPUs
+    with/without bf16) replace the probes."""
     if gpus == "probe":
         gpus = _gpus_support_bf16()
     if gpus is not None:
         return bool(gpus)
     flags = cpu_flags() if flags is None else flags
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap and cap not in BF16_ISA_CAPS:
+        return False
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 

@@ -84,13 +84,24 @@ def test_cpu_flags_parse_proc_cpuinfo_format(tmp_path):
     ({"avx512_bf16"}, False, None),                      # older GPU decides
 ])
 def test_auto_precision_picks_bfloat16_only_where_native(flags, gpus,
-                                                         expected, caplog):
+                                                         expected, caplog,
+                                                         monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     with caplog.at_level(logging.INFO, logger="mrcnn.runtime"):
         assert runtime.resolve_precision("auto", flags, gpus) == expected
     assert (expected or "float32") in caplog.text
 
 
-def test_explicit_bfloat16_warns_where_emulated(caplog):
+@pytest.mark.parametrize("cap, native", [
+    ("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True),
+    ("AVX512_CORE_AMX", True), ("", True)])
+def test_onednn_isa_cap_decides_native_bfloat16(monkeypatch, cap, native):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert runtime.native_bf16({"avx512_bf16", "amx_bf16"}, None) is native
+
+
+def test_explicit_bfloat16_warns_where_emulated(caplog, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     with caplog.at_level(logging.WARNING, logger="mrcnn.runtime"):
         assert runtime.resolve_precision(
             "mixed_bfloat16", {"avx2"}, None) == "mixed_bfloat16"
