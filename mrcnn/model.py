@@ -226,8 +226,8 @@ class MaskRCNN(object):
             this is the epoch number to reach, not the number to add.
         layers: "heads", "3+", "4+", "5+", "all" or a regular expression on
             layer names selecting the layers to train.
-        augmentation: an imgaug augmenter applied to images (and, for the
-            geometric ones, to masks).
+        augmentation: an imgaug augmenter or albumentations transform for
+            the images (and, for the geometric ones, the masks).
         custom_callbacks: extra Keras callbacks.
         no_augmentation_sources: dataset sources not to augment.
         workers: data-loading threads (default: one per available core, at
