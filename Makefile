@@ -16,6 +16,8 @@ WHEEL_VENV := build/wheel-venv
 $(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# requirements-dev.txt brings albumentations (optional for users, tested
+	# here); it depends on opencv-python-headless, so one OpenCV stays.
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	# imgaug without its dependencies: it asks for opencv-python (needs libGL);
 	# requirements.txt brings the headless OpenCV instead.

@@ -193,17 +193,40 @@ def cmd_detect(args):
 
 
 def cmd_evaluate(args):
-    """`mrcnn evaluate`: COCO metrics and mAP of --weights on --dataset
-    (mrcnn.evaluate.evaluate_model), printed as one JSON line. Returns the
-    exit status."""
+    """`mrcnn evaluate`: COCO metrics (per class too), mAP and the confusion
+    matrix of --weights on --dataset (mrcnn.evaluate.evaluate_model),
+    written to --out as metrics.json, confusion_matrix.png and
+    per_class_ap.png, and printed as one JSON line. Returns the exit
+    status."""
     from mrcnn import evaluate
     model, _ = inference_model(args)
     dataset = load_dataset(args.dataset, args.format, args.subset,
                            loader_options(args))
     metrics = evaluate.evaluate_model(model, dataset, limit=args.limit,
-                                      verbose=True)
+                                      verbose=True, confusion_iou=args.iou)
+    metrics["files"] = write_evaluation(metrics, args.out)
     print(json.dumps(_jsonable(metrics)))
     return 0
+
+
+def write_evaluation(metrics, folder):
+    """metrics.json, confusion_matrix.png and per_class_ap.png in folder.
+    Returns {kind: path}."""
+    import matplotlib.pyplot as plt
+    from mrcnn import visualize
+    plt.switch_backend("agg")  # files only: a command opens no window
+    os.makedirs(folder, exist_ok=True)
+    paths = {name: os.path.join(folder, name + suffix) for name, suffix in (
+        ("metrics", ".json"), ("confusion_matrix", ".png"),
+        ("per_class_ap", ".png"))}
+    with open(paths["metrics"], "w") as f:
+        json.dump(_jsonable(metrics), f, indent=1)
+    visualize.plot_confusion_matrix(metrics["confusion"],
+                                    save_path=paths["confusion_matrix"])
+    visualize.plot_per_class_ap(
+        {kind: metrics[kind]["per_class"] for kind in ("bbox", "segm")
+         if kind in metrics}, save_path=paths["per_class_ap"])
+    return paths
 
 
 def _jsonable(value):
@@ -316,6 +339,12 @@ def _add_detect_and_evaluate_parsers(sub):
             p.add_argument("--format", choices=_FORMATS)
             p.add_argument("--subset", default=None)
             p.add_argument("--limit", type=int, default=None)
+            p.add_argument("--out", default="evaluation",
+                           help="folder for metrics.json, "
+                                "confusion_matrix.png and per_class_ap.png")
+            p.add_argument("--iou", type=float, default=0.5,
+                           help="mask IoU at which the confusion matrix "
+                                "matches detections (default 0.5)")
             _add_loader_args(p)
         p.set_defaults(func=func)
 

@@ -102,7 +102,9 @@ class Config(object):
     # Number of color channels per image. RGB = 3, grayscale = 1, RGB-D = 4.
     IMAGE_CHANNEL_COUNT = 3
 
-    # Image mean (RGB).
+    # Image mean (RGB): one entry per channel, IMAGE_CHANNEL_COUNT in all
+    # (checked). With C != 3 channels, load_weights(..., by_name=True) of
+    # RGB weights adapts conv1 to C input channels (mrcnn.weights_channels).
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
 
     # ROIs per image fed to the classifier/mask heads during training.
@@ -228,6 +230,15 @@ class Config(object):
             raise ValueError("{} config: {}".format(
                 type(self).__name__, message))
 
+        self._validate_image(fail)
+        self._validate_counts(fail)
+        self._validate_rpn_and_heads(fail)
+        self._validate_losses(fail)
+        self._validate_class_loss(fail)
+        self._validate_runtime(fail)
+
+    def _validate_image(self, fail):
+        """Resize mode, image sizes, channels and MEAN_PIXEL."""
         modes = ("none", "square", "pad64", "crop")
         if self.IMAGE_RESIZE_MODE not in modes:
             fail("IMAGE_RESIZE_MODE must be one of {}, got {!r}".format(
@@ -247,6 +258,26 @@ class Config(object):
                 and self.IMAGE_RESIZE_MODE != "crop":
             fail("IMAGE_MIN_DIM ({}) is larger than IMAGE_MAX_DIM ({})".format(
                 self.IMAGE_MIN_DIM, self.IMAGE_MAX_DIM))
+        self._validate_channels(fail)
+
+    def _validate_channels(self, fail):
+        """One MEAN_PIXEL entry per image channel: numpy would broadcast a
+        3-entry mean over a 1-channel image into 3 channels."""
+        channels = self.IMAGE_CHANNEL_COUNT
+        if isinstance(channels, bool) or not isinstance(
+                channels, (int, np.integer)) or channels < 1:
+            fail("IMAGE_CHANNEL_COUNT must be a positive int, got {!r}".format(
+                channels))
+        mean = np.asarray(self.MEAN_PIXEL)
+        if mean.ndim != 1 or mean.shape[0] != channels:
+            fail("MEAN_PIXEL has {} entries but IMAGE_CHANNEL_COUNT is {}: "
+                 "give one mean per channel, e.g. MEAN_PIXEL = "
+                 "np.array({})".format(
+                     mean.size, channels,
+                     [round(float(np.mean(mean)), 1)] * channels))
+
+    def _validate_counts(self, fail):
+        """Class count and the per-image / per-step counts."""
         if not isinstance(self.NUM_CLASSES, (int, np.integer)) \
                 or self.NUM_CLASSES < 1:
             fail("NUM_CLASSES must be an int >= 1 (background counts), "
@@ -259,6 +290,9 @@ class Config(object):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 fail("{} must be a positive int, got {!r}".format(name, value))
+
+    def _validate_rpn_and_heads(self, fail):
+        """Anchors, IoU thresholds, the mask head and the backbone."""
         if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
             fail("RPN_ANCHOR_SCALES has {} entries but BACKBONE_STRIDES has {}: "
                  "one anchor scale per pyramid level".format(
@@ -280,13 +314,17 @@ class Config(object):
                  "callable, got {!r}".format(self.BACKBONE))
         if callable(self.BACKBONE) and self.COMPUTE_BACKBONE_SHAPE is None:
             fail("a callable BACKBONE also needs COMPUTE_BACKBONE_SHAPE")
+
+    def _validate_losses(self, fail):
         missing = set(self.LOSS_WEIGHTS) ^ {
             "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
             "mrcnn_bbox_loss", "mrcnn_mask_loss"}
         if missing:
             fail("LOSS_WEIGHTS must have exactly the five loss names; "
                  "unexpected or missing: {}".format(sorted(missing)))
-        self._validate_class_loss(fail)
+
+    def _validate_runtime(self, fail):
+        """Precision and CPU threads."""
         if self.MIXED_PRECISION not in (None, "auto", "mixed_float16",
                                         "mixed_bfloat16"):
             fail("MIXED_PRECISION must be None, 'auto', 'mixed_float16' or "

@@ -6,6 +6,10 @@
   these live in ``mrcnn.coco_eval`` and are re-exported here.
 * matterport's per-image mean of utils.compute_ap (compute_map, and mAP50 /
   mAP in evaluate_model).
+* Error analysis (mrcnn.error_analysis): per-class AP comes with the COCO
+  metrics, and evaluate_model adds a confusion matrix of the matched
+  instances (metrics["confusion"]); mrcnn.visualize.plot_confusion_matrix
+  and plot_per_class_ap draw them.
 * EvaluationCallback: evaluates during training every N epochs and logs the
   metrics to TensorBoard.
 
@@ -22,7 +26,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from mrcnn import utils
+from mrcnn import error_analysis, utils
 # Re-exports: the COCO half of the evaluation lives in mrcnn.coco_eval.
 from mrcnn.coco_eval import (COCO_STAT_NAMES, IOU_TYPES,  # noqa: F401
                              _coco_categories, _describe_image,
@@ -116,8 +120,21 @@ def compute_map(model, dataset, image_ids, iou_threshold=0.5):
     return float(np.mean(aps)) if aps else float("nan")
 
 
+def _image_aps(masks, class_ids, detection):
+    """(AP at IoU 0.5, AP over 0.5:0.95) of one image by utils.compute_ap,
+    or None when it has no ground truth (AP undefined)."""
+    ground_truth = _ground_truth_for_ap(masks, class_ids)
+    if ground_truth is None:
+        return None
+    predicted = _detection_args(detection)
+    return (utils.compute_ap(*ground_truth, *predicted,
+                             iou_threshold=0.5)[0],
+            utils.compute_ap_range(*ground_truth, *predicted, verbose=0))
+
+
 def evaluate_model(model, dataset, config=None, image_ids=None,
-                   iou_types=("bbox", "segm"), limit=None, verbose=True):
+                   iou_types=("bbox", "segm"), limit=None, verbose=True,
+                   confusion_iou=0.5, confusion_iou_type="segm"):
     """Detects every image of a dataset and scores the detections.
 
     model: an inference-mode MaskRCNN (anything with detect(images,
@@ -128,7 +145,10 @@ def evaluate_model(model, dataset, config=None, image_ids=None,
     image_ids: internal ids to evaluate (default all); limit: first N only.
     iou_types: COCO evaluations to run, among "bbox" and "segm".
     verbose: progress bar, COCO tables and a summary line.
-    Returns: {"bbox": coco_evaluate dict, "segm": ..., "mAP50": mean
+    confusion_iou, confusion_iou_type: IoU threshold and kind ("segm":
+        masks, "bbox": boxes) of the confusion matrix's matching.
+    Returns: {"bbox": coco_evaluate dict (with "per_class" AP), "segm": ...,
+        "confusion": error_analysis.confusion_summary dict, "mAP50": mean
         per-image utils.compute_ap at IoU 0.5, "mAP": mean per-image
         utils.compute_ap_range over 0.5:0.95, "num_images": int,
         "seconds_per_image": float}
@@ -139,7 +159,8 @@ def evaluate_model(model, dataset, config=None, image_ids=None,
             sorted(unknown), IOU_TYPES))
     image_ids = _select_image_ids(dataset, image_ids, limit)
     gt_images, gt_annotations, results = [], [], []
-    aps_50, aps_range = [], []
+    aps = []  # (AP50, AP 0.5:0.95) per image with ground truth
+    confusion = np.zeros((dataset.num_classes,) * 2, dtype=np.int64)
     start = time.perf_counter()
     for image_id, detection in _detect_images(
             model, dataset, image_ids, _batch_size(model, config), verbose):
@@ -149,22 +170,22 @@ def evaluate_model(model, dataset, config=None, image_ids=None,
         gt_images.append(image_record)
         gt_annotations.extend(records)
         results.extend(to_coco_results(dataset, [image_id], [detection]))
-
-        ground_truth = _ground_truth_for_ap(masks, class_ids)
-        if ground_truth is not None:
-            predicted = _detection_args(detection)
-            aps_50.append(utils.compute_ap(*ground_truth, *predicted,
-                                           iou_threshold=0.5)[0])
-            aps_range.append(utils.compute_ap_range(*ground_truth,
-                                                    *predicted, verbose=0))
+        image_aps = _image_aps(masks, class_ids, detection)
+        if image_aps is not None:
+            aps.append(image_aps)
+        confusion += error_analysis.image_confusion(
+            class_ids, masks, detection, dataset.num_classes, confusion_iou,
+            confusion_iou_type)
     elapsed = time.perf_counter() - start
 
     coco_gt = _make_coco(gt_images, gt_annotations, _coco_categories(dataset))
     metrics = {
         "num_images": len(image_ids),
         "seconds_per_image": elapsed / max(len(image_ids), 1),
-        "mAP50": float(np.mean(aps_50)) if aps_50 else float("nan"),
-        "mAP": float(np.mean(aps_range)) if aps_range else float("nan"),
+        "mAP50": float(np.mean([a[0] for a in aps])) if aps else float("nan"),
+        "mAP": float(np.mean([a[1] for a in aps])) if aps else float("nan"),
+        "confusion": error_analysis.confusion_summary(
+            confusion, dataset.class_names, confusion_iou, confusion_iou_type),
     }
     for iou_type in iou_types:
         metrics[iou_type] = coco_evaluate(coco_gt, results, iou_type,

@@ -15,7 +15,6 @@ stage; this module also re-exports the names that code written for the
 original ``mrcnn.model`` imports from here.
 """
 
-import contextlib
 import datetime
 import logging
 import os
@@ -48,6 +47,8 @@ from mrcnn.losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,  # noqa
                           mrcnn_mask_loss_graph, rpn_bbox_loss_graph,
                           rpn_class_loss_graph, smooth_l1_loss)
 from mrcnn.roi_align import PyramidROIAlign, log2_graph  # noqa: F401
+from mrcnn.runtime import precision_policy
+from mrcnn.tables import log
 from mrcnn.rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
 from mrcnn.targets import (DetectionTargetLayer,  # noqa: F401
                            detection_targets_graph)
@@ -62,39 +63,6 @@ LAYER_REGEX = {
     "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
     "all": ".*",
 }
-
-
-
-@contextlib.contextmanager
-def precision_policy(name):
-    """Builds layers under a Keras dtype policy, then restores the old one.
-
-    name: None (float32), "mixed_float16" or "mixed_bfloat16". Layers keep
-    the policy they were built with; box math, NMS and losses run in
-    float32 inside their layers.
-    """
-    if not name:
-        yield
-        return
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-def log(text, array=None):
-    """Prints a text message and, for a numpy array, its shape, min and max."""
-    if array is not None:
-        text = text.ljust(25)
-        text += "shape: {:20}  ".format(str(array.shape))
-        if array.size:
-            text += "min: {:10.5f}  max: {:10.5f}".format(array.min(), array.max())
-        else:
-            text += "min: {:10}  max: {:10}".format("", "")
-        text += "  {}".format(array.dtype)
-    print(text)
 
 
 class MaskRCNN(object):
@@ -226,8 +194,8 @@ class MaskRCNN(object):
             this is the epoch number to reach, not the number to add.
         layers: "heads", "3+", "4+", "5+", "all" or a regular expression on
             layer names selecting the layers to train.
-        augmentation: an imgaug augmenter applied to images (and, for the
-            geometric ones, to masks).
+        augmentation: an imgaug augmenter or albumentations transform for
+            the images (and, for the geometric ones, the masks).
         custom_callbacks: extra Keras callbacks.
         no_augmentation_sources: dataset sources not to augment.
         workers: data-loading threads (default: one per available core, at

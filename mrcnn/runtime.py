@@ -22,6 +22,7 @@ Two choices decide most of a CPU's speed, and both are made here, once:
   bfloat16 only where it is native, float32 elsewhere, and says which.
 """
 
+import contextlib
 import ctypes
 import logging
 import math
@@ -255,3 +256,23 @@ def resolve_precision(name, flags=None, gpus="probe"):
             "capability >= 8.0): bfloat16 is emulated and slower than "
             "float32. Use 'auto' or None.")
     return name
+
+
+@contextlib.contextmanager
+def precision_policy(name):
+    """Builds layers under a Keras dtype policy, then restores the old one.
+
+    name: None (float32), "mixed_float16" or "mixed_bfloat16". Layers keep
+    the policy they were built with; box math, NMS and losses run in
+    float32 inside their layers.
+    """
+    if not name:
+        yield
+        return
+    import keras  # here: importing runtime must not start TensorFlow
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

@@ -1,4 +1,5 @@
-"""Tables for notebooks: display_table and display_weight_stats."""
+"""Tables for notebooks: display_table, display_weight_stats and log (one
+array's shape, range and dtype on a line)."""
 
 import numpy as np
 
@@ -73,3 +74,16 @@ def display_weight_stats(model):
                           "{:+9.4f}".format(values.std())])
     display_table(table)
     return table
+
+
+def log(text, array=None):
+    """Prints a text message and, for a numpy array, its shape, min and max."""
+    if array is not None:
+        text = text.ljust(25)
+        text += "shape: {:20}  ".format(str(array.shape))
+        if array.size:
+            text += "min: {:10.5f}  max: {:10.5f}".format(array.min(), array.max())
+        else:
+            text += "min: {:10}  max: {:10}".format("", "")
+        text += "  {}".format(array.dtype)
+    print(text)

@@ -22,7 +22,6 @@ Importing this module does not import TensorFlow.
 
 import itertools
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import lines, patches
@@ -33,45 +32,10 @@ from mrcnn.axes_drawing import (_check_instances, _class_label,
 from mrcnn.drawing import (apply_mask, apply_masks_fast,  # noqa: F401
                            color_splash, draw_box, random_colors)
 from mrcnn.tables import display_table, display_weight_stats  # noqa: F401
-
-# Backends that cannot show a window: plt.show() would only warn there.
-_NON_INTERACTIVE_BACKENDS = {"agg", "cairo", "pdf", "pgf", "ps", "svg",
-                             "template"}
-
-
-############################################################
-#  Figure plumbing
-############################################################
-
-def _is_interactive_backend():
-    """True when plt.show() can display something (GUI or Jupyter inline)."""
-    return matplotlib.get_backend().lower() not in _NON_INTERACTIVE_BACKENDS
-
-
-def _figure_and_axes(ax, figsize):
-    """Returns (figure, axes, created): the given axes or a fresh figure."""
-    if ax is not None:
-        return ax.figure, ax, False
-    fig, ax = plt.subplots(1, figsize=figsize)
-    return fig, ax, True
-
-
-def _finish(fig, created, save_path):
-    """Saves the figure if asked, then shows it (returns None) or releases
-    it from pyplot (returns it).
-
-    Only a figure this module created is shown/closed: one drawn on the
-    caller's axes belongs to the caller.
-    """
-    if save_path is not None:
-        fig.savefig(save_path)
-    if created:
-        if _is_interactive_backend():
-            plt.show()
-            return None
-        plt.close(fig)
-    return fig
-
+from mrcnn.figures import (_NON_INTERACTIVE_BACKENDS,  # noqa: F401
+                           _figure_and_axes, _finish, _is_interactive_backend)
+from mrcnn.evaluation_plots import (plot_confusion_matrix,  # noqa: F401
+                                    plot_per_class_ap)
 
 ############################################################
 #  Colors and masks on images

@@ -24,6 +24,7 @@ import uuid
 import keras
 import numpy as np
 
+from mrcnn import weights_channels
 from mrcnn.weights_file import (KERAS3_FORMAT, LEGACY_FORMAT,  # noqa: F401
                                 WeightsFileError, _UnnamedLayersError,
                                 _detect_format, _open_h5, _read_layers,
@@ -51,6 +52,8 @@ class LoadReport:
         sub-model holding them).
     missing: model layers with weights that the file does not have.
     unused: layers of the file that no model layer took.
+    adapted: input layers loaded from RGB weights adapted to the model's
+        channel count (mrcnn.weights_channels); also in `loaded`.
     """
     filepath: str
     file_format: str
@@ -59,6 +62,7 @@ class LoadReport:
     missing: list
     unused: list
     name_mapping: str = None
+    adapted: list = dataclasses.field(default_factory=list)
 
     def __str__(self):
         mapping = (" (names mapped from {})".format(self.name_mapping)
@@ -66,9 +70,13 @@ class LoadReport:
         text = ("Loaded weights of {} layers from {} [{}]{}; skipped "
                 "(exclude): {}; missing from the file: {}; unused in the "
                 "file: {}")
-        return text.format(len(self.loaded), self.filepath, self.file_format,
+        text = text.format(len(self.loaded), self.filepath, self.file_format,
                            mapping, _short_list(self.skipped),
                            _short_list(self.missing), _short_list(self.unused))
+        if self.adapted:
+            text += "; adapted to the model's channel count: {}".format(
+                _short_list(self.adapted))
+        return text
 
 
 def _short_list(names, limit=12):
@@ -130,16 +138,18 @@ def _shapes(arrays):
     return [tuple(int(d) for d in a.shape) for a in arrays]
 
 
-def _match(keras_model, file_layers, exclude):
+def _match(keras_model, file_layers, exclude, adapt_channels=False):
     """Pairs model layers with file layers.
 
-    Returns (pairs [(layer, file_layer)], skipped, missing, mismatches)
-    where mismatches are (layer name, file shapes, model shapes).
+    Returns (pairs [(layer, file_layer)], skipped, missing, mismatches,
+    adaptable) where mismatches are (layer name, file shapes, model shapes)
+    and, with adapt_channels, adaptable are the (layer, file_layer) pairs
+    of RGB input layers for a model of another channel count.
     """
     whole_layers = {layer.name for layer in keras_model.layers
                     if not _is_sub_model(layer)}
     flat_index = _flat_index(file_layers, whole_layers)
-    pairs, skipped, missing, mismatches = [], [], [], []
+    pairs, skipped, missing, mismatches, adaptable = [], [], [], [], []
     for parents, layer in _model_units(keras_model):
         if layer.name in exclude or any(p in exclude for p in parents):
             skipped.append(layer.name)
@@ -152,10 +162,14 @@ def _match(keras_model, file_layers, exclude):
         file_shapes = _shapes(file_layer.arrays)
         model_shapes = _shapes(layer.weights)
         if file_shapes != model_shapes:
+            if adapt_channels and weights_channels.is_adaptable(
+                    layer.name, file_shapes, model_shapes):
+                adaptable.append((layer, file_layer))
+                continue
             mismatches.append((layer.name, file_shapes, model_shapes))
             continue
         pairs.append((layer, file_layer))
-    return pairs, skipped, missing, mismatches
+    return pairs, skipped, missing, mismatches, adaptable
 
 
 def _unused(file_layers, pairs, exclude):
@@ -271,8 +285,8 @@ def _load_from_h5(keras_model, h5file, filepath, by_name, exclude):
             return None
         raise
     keras_loader = keras_loader and mapping is None
-    pairs, skipped, missing, mismatches = _match(keras_model, file_layers,
-                                                 exclude)
+    pairs, skipped, missing, mismatches, adaptable = _match(
+        keras_model, file_layers, exclude, adapt_channels=by_name)
     if mismatches:
         raise _mismatch_error(filepath, mismatches)
     if keras_loader:
@@ -284,10 +298,14 @@ def _load_from_h5(keras_model, h5file, filepath, by_name, exclude):
             "layers it has.".format(filepath, len(missing),
                                     _short_list(missing)))
     _assign(pairs)
-    loaded = [layer.name for layer, _ in pairs]
-    unused = _unused(file_layers, pairs, exclude)
+    _assign([(layer, weights_channels.adapted_file_layer(
+        file_layer, int(layer.weights[0].shape[2]), filepath))
+        for layer, file_layer in adaptable])
+    loaded = [layer.name for layer, _ in pairs + adaptable]
+    unused = _unused(file_layers, pairs + adaptable, exclude)
     return LoadReport(filepath, file_format, loaded, sorted(skipped), missing,
-                      unused, mapping)
+                      unused, mapping,
+                      adapted=[layer.name for layer, _ in adaptable])
 
 
 def _keras_load(keras_model, filepath):

@@ -3,6 +3,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# albumentations asks PyPI for a newer version on import: not in tests.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pathlib  # noqa: E402
 

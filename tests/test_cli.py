@@ -500,13 +500,23 @@ def test_detect_writes_pngs_and_coco_results_of_image_size(
 
 
 def test_evaluate_prints_bbox_and_segm_metrics(confident_checkpoint, trained,
-                                               via_root):
+                                               via_root, tmp_path):
+    out_dir = tmp_path / "evaluation"
     status, out = run_cli(["evaluate", "--weights", confident_checkpoint,
                            "--logs", trained["logs"], "--dataset",
                            str(via_root), "--format", "via",
-                           "--subset", "val"])
+                           "--subset", "val", "--out", str(out_dir)])
     assert status == 0, out
     metrics = json.loads(out.strip().splitlines()[-1])
+    # The same numbers in metrics.json, the figures beside them.
+    with open(metrics["files"]["metrics"]) as f:
+        assert json.load(f)["confusion"] == metrics["confusion"]
+    for name in ("confusion_matrix.png", "per_class_ap.png"):
+        assert skimage.io.imread(str(out_dir / name)).ndim == 3
+    confusion = metrics["confusion"]
+    assert confusion["rows"] == ["false positive", "object"]
+    instances = len(SUBSET_SIZES["val"])  # one square an image
+    assert sum(confusion["matrix"][1]) == instances  # found or missed
     assert metrics["num_images"] == len(SUBSET_SIZES["val"])
     for iou_type in ("bbox", "segm"):
         values = metrics[iou_type]

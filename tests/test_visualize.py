@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from matplotlib import patches
 
-from mrcnn import visualize
+from mrcnn import figures, visualize
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -201,7 +201,7 @@ def test_display_instances_rejects_mismatched_counts():
 
 def test_show_only_on_interactive_backend(monkeypatch):
     shown = []
-    monkeypatch.setattr(visualize, "_is_interactive_backend", lambda: True)
+    monkeypatch.setattr(figures, "_is_interactive_backend", lambda: True)
     monkeypatch.setattr(plt, "show", lambda *a, **k: shown.append(1))
     image, boxes, masks, class_ids = scene()
     result = visualize.display_instances(image, boxes, masks, class_ids,

@@ -9,7 +9,8 @@ module a subject:
   ``compute_backbone_shapes``.
 * ``loading``: ``load_image_gt``, the image, meta, class ids, boxes and
   masks of one dataset image, checked, resized and optionally augmented.
-* ``augment``: imgaug on an image and, for geometric augmenters, its masks.
+* ``augment``: imgaug on an image and, for geometric augmenters, its masks;
+  ``augment_albumentations``: the same with an albumentations transform.
 * ``anchor_index`` and ``rpn_targets``: ``build_rpn_targets``, anchor labels
   and box deltas for the RPN, exact without the dense IoU matrix.
 * ``detection_targets``: ``build_detection_targets`` /
@@ -24,7 +25,8 @@ Log records come from the ``mrcnn.data.*`` loggers, children of
 
 from mrcnn.data.anchor_index import _AnchorIndex  # noqa: F401
 from mrcnn.data.augment import (MASK_AUGMENTERS,  # noqa: F401
-                                _is_mask_augmenter, augment_image_and_masks)
+                                _is_mask_augmenter, augment_image_and_masks,
+                                seeded_copy)
 from mrcnn.data.detection_targets import (build_detection_targets,  # noqa: F401
                                           generate_random_rois)
 from mrcnn.data.feed import (DataSequence, MaskRCNNDataset,  # noqa: F401

@@ -1,6 +1,14 @@
-"""imgaug augmentation of an image and, where safe, its instance masks."""
+"""Augmentation of an image and, where safe, its instance masks.
+
+imgaug augmenters (the original API) run here; albumentations transforms
+are handed to ``mrcnn.data.augment_albumentations``.
+"""
 
 import numpy as np
+
+from mrcnn.data.augment_albumentations import (augment_with_albumentations,
+                                               is_albumentations,
+                                               seeded_copy as _seeded_albu)
 
 # Augmenters that are safe to apply to masks: geometric ones that move mask
 # pixels with the image. Others (color, blur, noise) touch the image only.
@@ -21,14 +29,46 @@ def _mask_hook(images, augmenter, parents, default):
     return _is_mask_augmenter(augmenter)
 
 
-def augment_image_and_masks(augmentation, image, mask, description="image"):
-    """Applies an imgaug augmenter to an image and, where safe, its masks.
+def seeded_copy(augmentation, seed):
+    """A private copy of an imgaug augmenter or albumentations transform,
+    seeded with seed (an int): the same seed gives the same augmentation."""
+    if is_albumentations(augmentation):
+        return _seeded_albu(augmentation, seed)
+    augmenter = augmentation.deepcopy()
+    augmenter.seed_(int(seed))
+    return augmenter
 
-    The augmenter is made deterministic so the masks get the same geometric
-    transform as the image; only MASK_AUGMENTERS run on the masks.
+
+def augment_image_and_masks(augmentation, image, mask, description="image"):
+    """Applies an augmentation to an image and, where safe, its masks.
+
+    augmentation: an imgaug augmenter or an albumentations transform
+        (e.g. ``albumentations.Compose``). imgaug's is made deterministic so
+        the masks get the same geometric transform as the image, and only
+        MASK_AUGMENTERS run on the masks; albumentations applies its
+        geometric transforms to the masks and its photometric ones to the
+        image only.
     image: [H, W, C] uint8; mask: [H, W, N] bool.
-    Returns (image, mask) with unchanged shapes.
+    Returns (image, mask) with unchanged shapes; raises ValueError naming
+    `description` when the augmentation changed the size.
     """
+    if is_albumentations(augmentation):
+        new_image, new_mask = augment_with_albumentations(augmentation,
+                                                          image, mask)
+    else:
+        new_image, new_mask = _augment_with_imgaug(augmentation, image, mask)
+    if new_image.shape != image.shape or new_mask.shape != mask.shape:
+        raise ValueError(
+            "Augmentation changed the size of {} from {} to {} (masks {} to "
+            "{}); use augmenters that keep the image size".format(
+                description, image.shape, new_image.shape, mask.shape,
+                new_mask.shape))
+    return new_image, new_mask
+
+
+def _augment_with_imgaug(augmentation, image, mask):
+    """imgaug on image [H, W, C] and, through MASK_AUGMENTERS only, mask
+    [H, W, N] bool. Returns (image, mask bool), sizes unchecked."""
     from mrcnn._imgaug_compat import import_imgaug
     imgaug = import_imgaug()
     det = augmentation.to_deterministic()
@@ -36,10 +76,4 @@ def augment_image_and_masks(augmentation, image, mask, description="image"):
     # imgaug has no bool support, hence the uint8 round trip.
     hooks = imgaug.HooksImages(activator=_mask_hook)
     new_mask = det.augment_image(mask.astype(np.uint8), hooks=hooks)
-    if new_image.shape != image.shape or new_mask.shape != mask.shape:
-        raise ValueError(
-            "Augmentation changed the size of {} from {} to {} (masks {} to "
-            "{}); use augmenters that keep the image size".format(
-                description, image.shape, new_image.shape, mask.shape,
-                new_mask.shape))
     return new_image, new_mask.astype(bool)

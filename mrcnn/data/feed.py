@@ -13,6 +13,7 @@ import keras
 
 from mrcnn import dropped, utils
 from mrcnn.data.anchor_index import _AnchorIndex
+from mrcnn.data.augment import seeded_copy
 from mrcnn.data.detection_targets import (build_detection_targets,
                                           generate_random_rois)
 from mrcnn.data.loading import describe_image, load_image_gt
@@ -178,9 +179,8 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         if self.dataset.image_info[image_id]["source"] \
                 in self.no_augmentation_sources:
             return None
-        augmenter = self.augmentation.deepcopy()
-        augmenter.seed_(int(rng.integers(0, 2 ** 31 - 1)))
-        return augmenter
+        return seeded_copy(self.augmentation,
+                           int(rng.integers(0, 2 ** 31 - 1)))
 
     def _next_sample(self, order, position, rng):
         """The first image with instances from order[position] on.

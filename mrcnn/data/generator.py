@@ -24,7 +24,7 @@ def data_generator(dataset, config, shuffle=True, augment=False,
     config: the model config object
     shuffle: if True, shuffles the samples before every epoch
     augment: (deprecated) random horizontal flips. Use augmentation instead.
-    augmentation: optional imgaug augmenter.
+    augmentation: optional imgaug augmenter or albumentations transform.
     random_rois: if > 0 then generate proposals to be used to train the
                  network classifier and mask heads.
     batch_size: how many images to return in each call

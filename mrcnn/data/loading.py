@@ -145,8 +145,9 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     """Loads and returns ground truth data for an image (image, mask, boxes).
 
     augment: (deprecated) random horizontal flips. Use augmentation instead.
-    augmentation: optional imgaug augmenter, e.g. iaa.Fliplr(0.5). Only
-        MASK_AUGMENTERS are applied to the masks.
+    augmentation: optional imgaug augmenter, e.g. iaa.Fliplr(0.5) (only
+        MASK_AUGMENTERS are applied to the masks), or an albumentations
+        transform, e.g. A.Compose([A.HorizontalFlip()]).
     use_mini_mask: if True, masks are cropped to their boxes and resized to
         config.MINI_MASK_SHAPE.
 
