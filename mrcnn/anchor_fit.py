@@ -53,7 +53,8 @@ class AnchorCoverage:
 
     scales: one anchor size per pyramid level, pixels (sqrt of the area).
     ratios: anchor width / height ratios.
-    best_iou: [boxes] float64, each box's highest IoU with any anchor.
+    best_iou: [boxes] float64, each box's highest IoU with any anchor
+        (boxes image shape by shape, in sorted order of the shapes).
     threshold: the IoU from which a box counts as covered.
     """
 
@@ -104,6 +105,13 @@ def training_boxes(dataset, config):
                 np.asarray(bbox, np.float64)[np.asarray(class_ids) > 0])
     return {shape: np.concatenate(parts).reshape(-1, 4)
             for shape, parts in boxes.items()}
+
+
+def _all_boxes(boxes_by_shape):
+    """[N, 4] boxes of training_boxes' result, shape by shape in sorted
+    order: the order of AnchorCoverage.best_iou."""
+    parts = [boxes_by_shape[shape] for shape in sorted(boxes_by_shape)]
+    return np.concatenate(parts) if parts else np.zeros([0, 4])
 
 
 def pyramid_anchors(config, image_shape, scales, ratios):
@@ -197,8 +205,7 @@ def suggest_anchors(boxes_by_shape, config, current=None):
     """
     if current is None:
         current = anchor_coverage(boxes_by_shape, config)
-    boxes = np.concatenate(list(boxes_by_shape.values())).reshape(-1, 4) \
-        if boxes_by_shape else np.zeros([0, 4])
+    boxes = _all_boxes(boxes_by_shape)
     if not len(boxes):
         return current
     sizes, aspects = box_sizes_and_aspects(boxes)
@@ -219,8 +226,7 @@ def anchor_report(dataset, config):
     boxes_by_shape = training_boxes(dataset, config)
     current = anchor_coverage(boxes_by_shape, config)
     suggested = suggest_anchors(boxes_by_shape, config, current)
-    boxes = [boxes_by_shape[shape] for shape in sorted(boxes_by_shape)]
-    boxes = np.concatenate(boxes) if boxes else np.zeros([0, 4])
+    boxes = _all_boxes(boxes_by_shape)
     sizes, aspects = box_sizes_and_aspects(boxes)
     return AnchorReport(len(boxes), sizes, aspects, current, suggested)
 
