@@ -4,6 +4,7 @@
     mrcnn detect --weights last --name balloon photo1.jpg photo2.jpg --out results/
     mrcnn evaluate --dataset data/balloon/val --format via --weights last --name balloon
     mrcnn check-dataset data/balloon/train
+    mrcnn check-dataset data/balloon/train --anchors --set IMAGE_MAX_DIM=512 --set IMAGE_MIN_DIM=512
 
 Every training run writes ``run_config.json`` (class names and the config
 values that differ from the defaults) beside its checkpoints, so `detect`
@@ -244,6 +245,10 @@ def cmd_check_dataset(args):
     """`mrcnn check-dataset`: lists every problem found in a dataset.
     Returns 1 when there are errors, else 0."""
     from mrcnn.datasets import check
+    overrides = parse_overrides(args.set)
+    if overrides and not args.anchors:
+        raise CliError("--set needs --anchors (it sets the config whose "
+                       "anchors are checked)")
     try:
         problems = check.check_path(args.path, format=args.format,
                                     subset=args.subset, **loader_options(args))
@@ -258,11 +263,29 @@ def cmd_check_dataset(args):
               .format(instances, images, cause))
     print("{} error(s), {} warning(s) in {}".format(
         len(errors), len(problems) - len(errors), args.path))
-    if not errors:
-        from mrcnn.class_balance import class_report
-        print(class_report(load_dataset(args.path, args.format, args.subset,
-                                        loader_options(args))))
-    return 1 if errors else 0
+    if errors:
+        if args.anchors:
+            print("anchor coverage not computed: fix the errors first")
+        return 1
+    from mrcnn.class_balance import class_report
+    dataset = load_dataset(args.path, args.format, args.subset,
+                           loader_options(args))
+    print(class_report(dataset))
+    if args.anchors:
+        print(anchor_report_text(dataset, overrides))
+    return 0
+
+
+def anchor_report_text(dataset, overrides):
+    """check-dataset --anchors: the anchor coverage of the dataset under the
+    default Config with the --set overrides (mrcnn.anchor_fit)."""
+    from mrcnn import anchor_fit
+    config = make_config("check", dataset.num_classes, overrides)
+    try:
+        report = anchor_fit.anchor_report(dataset, config)
+    except ValueError as e:  # an image resizing cannot handle, named
+        raise CliError(str(e))
+    return anchor_fit.format_anchor_report(report)
 
 
 # The dataset formats of mrcnn.datasets (not imported here, so that
@@ -355,6 +378,12 @@ def _add_check_parser(sub):
     p.add_argument("path")
     p.add_argument("--format", choices=_FORMATS)
     p.add_argument("--subset", default=None)
+    p.add_argument("--anchors", action="store_true",
+                   help="share of boxes the RPN anchors cover at "
+                        "RPN_POSITIVE_IOU, and anchors that cover more")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="with --anchors: override a Config value (JSON), "
+                        "repeatable")
     _add_loader_args(p)
     p.set_defaults(func=cmd_check_dataset)
 
