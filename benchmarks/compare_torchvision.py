@@ -317,8 +317,9 @@ def compare_inference(torch, image, args, report):
         report["torchvision_detections"] = answer["detections"]
         return 1000 * answer["seconds"]
 
-    variants = [("float32", None, args.rpn_conv_depth),
-                ("bf16", "mixed_bfloat16", args.rpn_conv_depth)]
+    variants = [("float32", None, args.rpn_conv_depth)]
+    if args.with_bf16:
+        variants.append(("bf16", "mixed_bfloat16", args.rpn_conv_depth))
     if args.with_rpn_512:
         variants.append(("rpn512", None, 512))
     for name, precision, depth in variants:
@@ -438,7 +439,10 @@ def compare_training(torch, args, report):
     theirs()  # warm-up
     # float32 (the train_ratio target), then our mixed_bfloat16 step
     # against the same torchvision float32 step.
-    for name, precision in (("", None), ("_bf16", "mixed_bfloat16")):
+    precisions = [("", None)]
+    if args.with_bf16:
+        precisions.append(("_bf16", "mixed_bfloat16"))
+    for name, precision in precisions:
         config.MIXED_PRECISION = precision
         model = build_training_model(config, args.model_dir)
         ours_losses = []
@@ -497,6 +501,10 @@ def main():
     parser.add_argument("--inference-size", type=int, default=INFERENCE_SIZE)
     parser.add_argument("--train-size", type=int, default=TRAIN_SIZE)
     parser.add_argument("--with-rpn-512", action="store_true")
+    parser.add_argument("--bf16", choices=("auto", "always", "never"),
+                        default="auto",
+                        help="time the mixed_bfloat16 runs: where bfloat16 "
+                             "is native (auto), always or never")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--model-dir", default="/tmp/mrcnn_bench_logs")
@@ -524,6 +532,11 @@ def main():
               "rpn_conv_depth": args.rpn_conv_depth,
               "load_average_before": [round(v, 2)
                                       for v in os.getloadavg()]}
+    # Emulated bfloat16 is slower than float32 and not what "auto" runs;
+    # under an oneDNN ISA cap it may not run at all.
+    args.with_bf16 = {"always": True, "never": False}.get(
+        args.bf16, runtime.native_bf16())
+    report["bf16_timed"] = args.with_bf16
     torch = TorchClient(args.threads, args.torch_python)
     configure_threads(args.threads)
     with tempfile.TemporaryDirectory() as work_dir:

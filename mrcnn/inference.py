@@ -13,6 +13,7 @@ import tensorflow as tf
 import keras
 
 from mrcnn import utils
+from mrcnn.resizing import resize_image_for_config
 from mrcnn.data import (compose_image_meta, compute_backbone_shapes,
                         mold_image)
 
@@ -74,12 +75,8 @@ def mold_inputs(images, config):
     molded_images, image_metas, windows = [], [], []
     for index, image in enumerate(images):
         image = check_detect_image(image, index, config.IMAGE_CHANNEL_COUNT)
-        molded_image, window, scale, _, _ = utils.resize_image(
-            image,
-            min_dim=config.IMAGE_MIN_DIM,
-            min_scale=config.IMAGE_MIN_SCALE,
-            max_dim=config.IMAGE_MAX_DIM,
-            mode=config.IMAGE_RESIZE_MODE)
+        molded_image, window, scale, _, _ = resize_image_for_config(
+            image, config)
         molded_image = mold_image(molded_image, config)
         image_meta = compose_image_meta(
             0, image.shape, molded_image.shape, window, scale,

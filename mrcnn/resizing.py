@@ -28,6 +28,16 @@ def _pad_to_multiple(size, multiple):
     return total // 2, total - total // 2
 
 
+def resize_image_for_config(image, config):
+    """resize_image with the config's IMAGE_MIN_DIM, IMAGE_MIN_SCALE,
+    IMAGE_MAX_DIM and IMAGE_RESIZE_MODE: the resizing that training
+    (load_image_gt) and detection (mold_inputs) share."""
+    return resize_image(image, min_dim=config.IMAGE_MIN_DIM,
+                        min_scale=config.IMAGE_MIN_SCALE,
+                        max_dim=config.IMAGE_MAX_DIM,
+                        mode=config.IMAGE_RESIZE_MODE)
+
+
 def resize_image(image, min_dim=None, max_dim=None, min_scale=None,
                  mode="square"):
     """Resizes an image keeping its aspect ratio.

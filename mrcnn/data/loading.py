@@ -11,6 +11,7 @@ import logging
 import numpy as np
 
 from mrcnn import dropped, utils
+from mrcnn.resizing import resize_image_for_config
 from mrcnn.data.augment import augment_image_and_masks
 from mrcnn.data.meta import compose_image_meta
 
@@ -175,12 +176,8 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
                                          "empty_in_load_mask")
     original_shape = image.shape
     try:
-        image, window, scale, padding, crop = utils.resize_image(
-            image,
-            min_dim=config.IMAGE_MIN_DIM,
-            min_scale=config.IMAGE_MIN_SCALE,
-            max_dim=config.IMAGE_MAX_DIM,
-            mode=config.IMAGE_RESIZE_MODE)
+        image, window, scale, padding, crop = resize_image_for_config(
+            image, config)
     except ValueError as error:
         raise ValueError("{}: {}".format(describe_image(dataset, image_id),
                                          error)) from error
