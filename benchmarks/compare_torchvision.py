@@ -50,7 +50,9 @@ this script drives over a pipe::
 "auto" picks here (auto_precision: bfloat16 where the CPU has AVX512_BF16
 or AMX, float32 elsewhere); "cpu" lists the CPU flags that decide the
 kernels, "onednn_max_cpu_isa" the oneDNN ISA cap if one was set (an
-AVX-512 host capped at AVX2 runs oneDNN's AVX2 kernels).
+AVX-512 host capped at AVX2 runs oneDNN's AVX2 kernels; torch is then
+capped alike, see torch_environment). The mixed_bfloat16 runs are timed
+only where bfloat16 is native (--bf16).
 
 Targets on both CPU generations: train_ratio <= 0.8, inference_ratio <=
 0.55; where bfloat16 is native, train_ratio_auto <= 0.5 and
@@ -238,6 +240,19 @@ def moving_statistics(module):
             child.eval()
 
 
+def torch_environment():
+    """The torch worker's environment. Under an AVX2 oneDNN cap (an AVX2
+    host reproduced on a newer one) torch is capped alike: its oneDNN
+    convolutions read ONEDNN_MAX_CPU_ISA too, its own vectorized kernels
+    ATEN_CPU_CAPABILITY and its MKL matrix products MKL_ENABLE_INSTRUCTIONS.
+    """
+    env = dict(os.environ)
+    if env.get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2":
+        env.setdefault("ATEN_CPU_CAPABILITY", "avx2")
+        env.setdefault("MKL_ENABLE_INSTRUCTIONS", "AVX2")
+    return env
+
+
 class TorchClient(object):
     """Starts the worker in the torch virtualenv and calls it."""
 
@@ -251,7 +266,8 @@ class TorchClient(object):
         self.process = subprocess.Popen(
             [python, os.path.abspath(__file__), "--torch-worker",
              "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env=torch_environment())
 
     def call(self, command, **arguments):
         arguments["command"] = command
@@ -527,6 +543,8 @@ def main():
     report = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads,
               "cpu": runtime.cpu_summary(),
               "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+              "torch_cpu_capability": torch_environment().get(
+                  "ATEN_CPU_CAPABILITY"),
               "inference_size": args.inference_size,
               "train_size": args.train_size,
               "rpn_conv_depth": args.rpn_conv_depth,
