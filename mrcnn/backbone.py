@@ -12,6 +12,7 @@ C5 32; P2..P5 keep the strides of C2..C5 and P6 has stride 64.
 import weakref
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -93,6 +94,21 @@ class FoldableConv2D(keras.layers.Conv2D):
     differentiable). Elsewhere it is a plain Conv2D and the BatchNorm
     normalizes as usual.
     """
+
+    def convolution_op(self, inputs, kernel):
+        """A kernel that covers the whole input (a "valid" 7x7 conv on 7x7
+        ROI features: the classifier's fully connected layer) runs as one
+        matrix product: [N, h*w*c] @ [h*w*c, filters]. The same sums; on an
+        AVX2 CPU oneDNN runs this conv through im2col at a seventh of the
+        matrix product's speed (a third faster with AVX-512 as well)."""
+        spatial = tuple(inputs.shape[1:3])
+        if (self.padding != "valid" or tuple(self.strides) != (1, 1)
+                or tuple(self.dilation_rate) != (1, 1)
+                or spatial != tuple(self.kernel_size)):
+            return super().convolution_op(inputs, kernel)
+        flat = ops.reshape(inputs, (-1, int(np.prod(kernel.shape[:3]))))
+        outputs = ops.matmul(flat, ops.reshape(kernel, (-1, self.filters)))
+        return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
     def link_batch_norm(self, batch_norm):
         """Folds `batch_norm` (a BatchNorm fed by this layer alone)."""

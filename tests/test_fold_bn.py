@@ -165,3 +165,33 @@ def test_folded_training_model_gives_the_same_losses(tmp_path):
         losses.append([float(np.mean(o)) for o in outputs[-5:]])
     assert all(np.isfinite(losses[1]))
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_whole_input_kernel_runs_as_a_matrix_product_with_conv_results(fold):
+    """A 'valid' kernel the size of its input (the classifier's fc layer)
+    goes through a matmul: same outputs and gradients as conv2d."""
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((7, 7, 6))
+    outputs = conv_bn(inputs, 5, (7, 7), "fc", "fc_bn", False, fold)
+    model = keras.Model(inputs, outputs)
+    randomize_batch_norms(model, 6)
+    conv, bn = model.get_layer("fc"), model.get_layer("fc_bn")
+    x = tf.constant(np.random.default_rng(6).normal(size=(3, 7, 7, 6)),
+                    tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = model(x, training=False)
+        loss = tf.reduce_sum(tf.sin(y))
+    gradient = tape.gradient(loss, x).numpy()
+    gamma, beta, mean, variance = [w.numpy() for w in bn.weights]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = tf.nn.conv2d(x, conv.kernel, 1, "VALID") + conv.bias
+        expected = (z - mean) / tf.sqrt(variance + bn.epsilon) * gamma + beta
+        expected_loss = tf.reduce_sum(tf.sin(expected))
+    assert y.shape == (3, 1, 1, 5)
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-5,
+                               atol=1e-5)
+    np.testing.assert_allclose(gradient, tape.gradient(expected_loss, x),
+                               rtol=1e-4, atol=1e-6)
