@@ -234,6 +234,18 @@ def native_bf16(flags=None, gpus="probe"):
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
+def _bf16_aborts_under_isa_cap(flags=None, gpus="probe"):
+    """Whether an oneDNN ISA cap below bfloat16 meets a CPU on which
+    TensorFlow routes bfloat16 to oneDNN (AVX-512F), with no GPU."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if not cap or cap in BF16_ISA_CAPS:
+        return False
+    if (_gpus_support_bf16() if gpus == "probe" else gpus) is not None:
+        return False
+    flags = cpu_flags() if flags is None else flags
+    return "avx512f" in flags
+
+
 def resolve_precision(name, flags=None, gpus="probe"):
     """The Keras dtype policy for Config.MIXED_PRECISION `name`.
 
@@ -249,6 +261,13 @@ def resolve_precision(name, flags=None, gpus="probe"):
         logger.info("MIXED_PRECISION 'auto': %s", chosen or
                     "float32 (no native bfloat16 on this machine)")
         return chosen
+    if name == "mixed_bfloat16" and _bf16_aborts_under_isa_cap(flags, gpus):
+        raise ValueError(
+            "MIXED_PRECISION 'mixed_bfloat16' with ONEDNN_MAX_CPU_ISA={}: "
+            "TensorFlow sees AVX-512 and hands bfloat16 convolutions to "
+            "oneDNN, which the cap keeps from building them (the process "
+            "would abort). Use 'auto' or None, or unset the cap.".format(
+                os.environ.get("ONEDNN_MAX_CPU_ISA")))
     if name == "mixed_bfloat16" and not native_bf16(flags, gpus):
         logger.warning(
             "MIXED_PRECISION 'mixed_bfloat16' on a machine without native "

@@ -100,6 +100,16 @@ def test_onednn_isa_cap_decides_native_bfloat16(monkeypatch, cap, native):
     assert runtime.native_bf16({"avx512_bf16", "amx_bf16"}, None) is native
 
 
+def test_explicit_bfloat16_under_an_avx2_cap_is_refused(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    with pytest.raises(ValueError, match="ONEDNN_MAX_CPU_ISA=AVX2"):
+        runtime.resolve_precision("mixed_bfloat16", {"avx512f"}, None)
+    # A real AVX2 CPU emulates bfloat16 in Eigen: slow, but it runs.
+    assert runtime.resolve_precision(
+        "mixed_bfloat16", {"avx2"}, None) == "mixed_bfloat16"
+    assert runtime.resolve_precision("auto", {"avx512f"}, None) is None
+
+
 def test_explicit_bfloat16_warns_where_emulated(caplog, monkeypatch):
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     with caplog.at_level(logging.WARNING, logger="mrcnn.runtime"):
