@@ -58,8 +58,9 @@ def demo_batch(frozen_bn, images=4):
     return config, feed[0]
 
 
-def op_times(logdir):
-    """{(direction, op type): [ms, count]} from the profiler's trace."""
+def op_times(logdir, by_node=False):
+    """{(direction, op type): [ms, count]} from the profiler's trace; with
+    `by_node`, {(direction, "<node name>:<op type>"): [ms, count]}."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
     path = sorted(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"),
                             recursive=True))[-1]
@@ -80,7 +81,7 @@ def op_times(logdir):
                     continue
                 node, op_type = name.rsplit(":", 1)
                 direction = "bwd" if "gradient_tape" in node else "fwd"
-                entry = totals[(direction, op_type)]
+                entry = totals[(direction, name if by_node else op_type)]
                 entry[0] += event.duration_ps / 1e9
                 entry[1] += 1
     return totals
@@ -96,6 +97,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--mixed-precision", default=None)
+    parser.add_argument("--by-node", action="store_true",
+                        help="ops_ms by graph node instead of op type")
     parser.add_argument("--no-fold", action="store_true",
                         help="FOLD_BATCH_NORM False (the unfolded graph)")
     args = parser.parse_args()
@@ -133,7 +136,7 @@ def main():
     tf.profiler.experimental.start(logdir)
     fit(1)
     tf.profiler.experimental.stop()
-    totals = op_times(logdir)
+    totals = op_times(logdir, args.by_node)
     ranked = sorted(totals.items(), key=lambda item: -item[1][0])
     print(json.dumps({
         "date": time.strftime("%Y-%m-%d"), "setup": args.setup,

@@ -12,8 +12,9 @@ C5 32; P2..P5 keep the strides of C2..C5 and P6 has stride 64.
 import weakref
 
 import keras
-import numpy as np
 from keras import ops
+
+from mrcnn.conv import Conv2D
 
 
 ############################################################
@@ -82,7 +83,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class FoldableConv2D(keras.layers.Conv2D):
+class FoldableConv2D(Conv2D):
     """Conv2D that applies the frozen BatchNorm after it through its own
     kernel and bias: conv(x, W * s) + (b * s + o) for the normalization
     y = x * s + o (BatchNorm.affine). Same weights as a Conv2D.
@@ -92,23 +93,8 @@ class FoldableConv2D(keras.layers.Conv2D):
     the activations, forward and backward; the gradients of the kernel,
     bias, gamma and beta are those of the unfolded pair (the fold is
     differentiable). Elsewhere it is a plain Conv2D and the BatchNorm
-    normalizes as usual.
+    normalizes as usual. Its ops are those of mrcnn.conv.Conv2D.
     """
-
-    def convolution_op(self, inputs, kernel):
-        """A kernel that covers the whole input (a "valid" 7x7 conv on 7x7
-        ROI features: the classifier's fully connected layer) runs as one
-        matrix product: [N, h*w*c] @ [h*w*c, filters]. The same sums; on an
-        AVX2 CPU oneDNN runs this conv through im2col at a seventh of the
-        matrix product's speed (a third faster with AVX-512 as well)."""
-        spatial = tuple(inputs.shape[1:3])
-        if (self.padding != "valid" or tuple(self.strides) != (1, 1)
-                or tuple(self.dilation_rate) != (1, 1)
-                or spatial != tuple(self.kernel_size)):
-            return super().convolution_op(inputs, kernel)
-        flat = ops.reshape(inputs, (-1, int(np.prod(kernel.shape[:3]))))
-        outputs = ops.matmul(flat, ops.reshape(kernel, (-1, self.filters)))
-        return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
     def link_batch_norm(self, batch_norm):
         """Folds `batch_norm` (a BatchNorm fed by this layer alone)."""
@@ -343,7 +329,7 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
         RPN, for the largest anchors.
     """
     def lateral(c, level):
-        return keras.layers.Conv2D(pyramid_size, (1, 1),
+        return Conv2D(pyramid_size, (1, 1),
                                    name="fpn_c{0}p{0}".format(level))(c)
 
     def merge(upper, c, level):
@@ -359,7 +345,7 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
 
     # 3x3 convs on the merged maps reduce the aliasing of the upsampling.
     def smooth(p, level):
-        return keras.layers.Conv2D(pyramid_size, (3, 3), padding="same",
+        return Conv2D(pyramid_size, (3, 3), padding="same",
                                    name="fpn_p{}".format(level))(p)
 
     p2, p3, p4, p5 = [smooth(p, level)

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.backbone import BatchNorm, FoldableConv2D
+from mrcnn.conv import Conv2D
 from mrcnn.roi_align import PyramidROIAlign
 
 
@@ -213,6 +214,6 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
         name="mrcnn_mask_deconv")(x)
     # float32 output: the mask loss and the unmolding work in float32.
     return FoldedTimeDistributed(
-        keras.layers.Conv2D(num_classes, (1, 1), strides=1,
+        Conv2D(num_classes, (1, 1), strides=1,
                             activation="sigmoid", dtype="float32"),
         dtype="float32", name="mrcnn_mask")(x)

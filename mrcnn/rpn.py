@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.box_ops import apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.conv import Conv2D
 
 
 ############################################################
@@ -36,12 +37,12 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride,
             (dy, dx, log(dh), log(dw))] deltas, still to be multiplied by
             RPN_BBOX_STD_DEV.
     """
-    shared = keras.layers.Conv2D(
+    shared = Conv2D(
         conv_depth, (3, 3), padding="same", activation="relu",
         strides=anchor_stride, name="rpn_conv_shared")(feature_map)
 
     # Anchor scores: [batch, height, width, anchors_per_location * 2].
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         2 * anchors_per_location, (1, 1), padding="valid",
         activation="linear", name="rpn_class_raw")(shared)
     # The reshapes and the softmax run in float32 so that with mixed
@@ -52,7 +53,7 @@ def rpn_graph(feature_map, anchors_per_location, anchor_stride,
         "softmax", dtype="float32", name="rpn_class_xxx")(rpn_class_logits)
 
     # Anchor refinements: [batch, height, width, anchors_per_location * 4].
-    x = keras.layers.Conv2D(
+    x = Conv2D(
         anchors_per_location * 4, (1, 1), padding="valid",
         activation="linear", name="rpn_bbox_pred")(shared)
     rpn_bbox = keras.layers.Reshape(

@@ -1,0 +1,148 @@
+"""Convolutions whose kernels are chosen for the CPU they run on.
+
+``Conv2D`` is Keras' Conv2D with the same weights, names and results; only
+the ops it runs differ, where that pays:
+
+* A kernel that covers its whole input (a "valid" 7x7 conv on 7x7 ROI
+  features: the classifier's fully connected layer) runs as one matrix
+  product on every CPU: oneDNN's AVX2 code runs it through im2col at a
+  seventh of the matrix product's speed, and even with AVX-512 the product
+  is a third faster.
+* On CPUs whose oneDNN kernels are AVX2 ones (no AVX-512, or
+  ``ONEDNN_MAX_CPU_ISA`` capped below it), measured on a 2-core AVX2 host:
+
+  - the filter gradient of a stride-1 k x k convolution is computed as k*k
+    matrix products, shifted input^T @ output gradient, each with the whole
+    batch and map as its inner dimension: 424 ms for a 3x3 256-channel
+    conv on two 128x128 maps, against 1,359 ms for oneDNN's AVX2
+    backward-weights kernel (460 ms in Eigen's). The forward pass and the
+    input gradient keep the convolution kernels, which are at the matrix
+    product's speed there;
+  - a 1x1 convolution is a matrix product over the channels: the RPN's and
+    the mask head's few output channels (6, 4) otherwise hit oneDNN's
+    blocked 1x1 kernels at a fraction of their speed.
+
+``$MRCNN_CONV_KERNELS`` = ``matmul`` or ``native`` forces the choice
+("auto", the default, decides from the CPU flags and the oneDNN cap).
+Graphs already traced keep the choice they were traced with.
+"""
+
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+KERNELS_ENV = "MRCNN_CONV_KERNELS"
+KERNEL_CHOICES = ("auto", "matmul", "native")
+# oneDNN ISA caps ($ONEDNN_MAX_CPU_ISA) that leave it AVX2 code or older.
+AVX2_CLASS_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+
+
+def matmul_kernels(flags=None):
+    """Whether the matrix-product formulations above pay on this machine:
+    the CPU has no AVX-512 (or oneDNN is capped below it) and no GPU
+    runs the model. `flags` (a set of CPU flags) replaces the probe."""
+    choice = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise ValueError("{} must be one of {}, got {!r}".format(
+            KERNELS_ENV, KERNEL_CHOICES, choice))
+    if choice != "auto":
+        return choice == "matmul"
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return False
+    from mrcnn.runtime import cpu_flags
+
+    flags = cpu_flags() if flags is None else flags
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return "avx512f" not in flags or cap in AVX2_CLASS_CAPS
+
+
+def conv2d_matmul_filter_gradient(inputs, kernel, padding):
+    """tf.nn.conv2d(inputs, kernel, 1, padding) whose kernel gradient is
+    k*k matrix products (see the module docstring); the input gradient is
+    TensorFlow's own.
+
+    inputs: [batch, H, W, C_in]; kernel: [kh, kw, C_in, C_out] (odd kh, kw
+    for "SAME"). Returns [batch, H', W', C_out].
+    """
+    import tensorflow as tf
+
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+    padding = padding.upper()
+
+    @tf.custom_gradient
+    def convolution(x, w):
+        def gradient(dy):
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=w, out_backprop=dy,
+                strides=[1, 1, 1, 1], padding=padding)
+            return dx, _filter_gradient(x, dy, kh, kw, padding)
+        return tf.nn.conv2d(x, w, 1, padding), gradient
+
+    return convolution(inputs, kernel)
+
+
+def _filter_gradient(x, dy, kh, kw, padding):
+    """d loss / d kernel [kh, kw, C_in, C_out] of a stride-1 conv with
+    input x [batch, H, W, C_in] and output gradient dy [batch, H', W',
+    C_out]: for each kernel tap, the input window it saw, flattened to
+    [batch * H' * W', C_in], transposed times dy flattened alike."""
+    import tensorflow as tf
+
+    if padding == "SAME":
+        x = tf.pad(x, [[0, 0], [kh // 2, (kh - 1) // 2],
+                       [kw // 2, (kw - 1) // 2], [0, 0]])
+    height, width = tf.shape(dy)[1], tf.shape(dy)[2]
+    channels = x.shape[-1]
+    flat_dy = tf.reshape(dy, [-1, dy.shape[-1]])
+    taps = []
+    for row in range(kh):
+        for col in range(kw):
+            window = x[:, row:row + height, col:col + width, :]
+            taps.append(tf.matmul(tf.reshape(window, [-1, channels]),
+                                  flat_dy, transpose_a=True))
+    return tf.reshape(tf.stack(taps), [kh, kw, channels, -1])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class Conv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D running the ops chosen above; same weights,
+    arguments and outputs (to float rounding)."""
+
+    def convolution_op(self, inputs, kernel):
+        if tuple(self.dilation_rate) != (1, 1) or self.groups != 1:
+            return super().convolution_op(inputs, kernel)
+        kh, kw = tuple(self.kernel_size)
+        strides = tuple(self.strides)
+        spatial = tuple(inputs.shape[1:3])
+        if (self.padding == "valid" and strides == (1, 1)
+                and spatial == (kh, kw)):
+            return self._whole_input_matmul(inputs, kernel)
+        if not matmul_kernels():
+            return super().convolution_op(inputs, kernel)
+        if (kh, kw) == (1, 1):
+            return self._pointwise_matmul(inputs, kernel, strides)
+        if strides == (1, 1) and (self.padding == "valid" or (kh % 2
+                                                              and kw % 2)):
+            return conv2d_matmul_filter_gradient(inputs, kernel, self.padding)
+        return super().convolution_op(inputs, kernel)
+
+    def _whole_input_matmul(self, inputs, kernel):
+        """[N, kh, kw, c] -> [N, 1, 1, filters] as [N, kh*kw*c] @ kernel."""
+        flat = ops.reshape(inputs, (-1, int(np.prod(kernel.shape[:3]))))
+        outputs = ops.matmul(flat, ops.reshape(kernel, (-1, self.filters)))
+        return ops.reshape(outputs, (-1, 1, 1, self.filters))
+
+    def _pointwise_matmul(self, inputs, kernel, strides):
+        """A 1x1 conv (any padding: none is needed) as a product over the
+        channels of [N * H' * W', c]."""
+        if strides != (1, 1):
+            inputs = inputs[:, ::strides[0], ::strides[1], :]
+        shape = ops.shape(inputs)
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = ops.matmul(flat, ops.reshape(kernel, (-1, self.filters)))
+        return ops.reshape(outputs, (shape[0], shape[1], shape[2],
+                                     self.filters))
