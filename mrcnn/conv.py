@@ -82,7 +82,10 @@ def conv2d_matmul_filter_gradient(inputs, kernel, padding):
             return dx, _filter_gradient(x, dy, kh, kw, padding)
         return tf.nn.conv2d(x, w, 1, padding), gradient
 
-    return convolution(inputs, kernel)
+    # A tensor, not the variable: read outside, the read is differentiated
+    # by TensorFlow and the custom gradient sees no variables.
+    return convolution(tf.convert_to_tensor(inputs),
+                       tf.convert_to_tensor(kernel))
 
 
 def _filter_gradient(x, dy, kh, kw, padding):

@@ -1,0 +1,133 @@
+"""mrcnn.conv.Conv2D: the matrix-product formulations give Keras Conv2D's
+outputs and gradients, and are chosen from the CPU as documented."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mrcnn import conv
+
+
+def _loss_and_gradients(layer, inputs):
+    """A loss that weights every output differently, and its gradients
+    with respect to the inputs and the kernel."""
+    x = tf.constant(inputs)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        outputs = layer(x)
+        loss = tf.reduce_sum(outputs * tf.sin(outputs))
+    dx, dkernel, dbias = tape.gradient(
+        loss, [x, layer.kernel.value, layer.bias.value])
+    return outputs.numpy(), dx.numpy(), dkernel.numpy(), dbias.numpy()
+
+
+@pytest.mark.parametrize("kernels", ["matmul", "native"])
+@pytest.mark.parametrize("kernel_size, strides, padding, spatial", [
+    (3, 1, "same", (9, 7)),
+    (3, 1, "valid", (9, 7)),
+    (5, 1, "same", (6, 6)),
+    (1, 1, "valid", (9, 7)),
+    (1, 2, "same", (9, 7)),   # odd size: the last row and column are used
+    (3, 2, "same", (8, 8)),   # strided k x k: TensorFlow's own kernels
+    (7, 1, "valid", (7, 7)),  # covers its whole input: one matmul
+])
+def test_same_outputs_and_gradients_as_keras_conv2d(
+        monkeypatch, kernels, kernel_size, strides, padding, spatial):
+    monkeypatch.setenv(conv.KERNELS_ENV, kernels)
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(2,) + spatial + (5,)).astype("float32")
+    reference = keras.layers.Conv2D(6, kernel_size, strides=strides,
+                                    padding=padding)
+    ours = conv.Conv2D(6, kernel_size, strides=strides, padding=padding)
+    reference.build(inputs.shape)
+    ours.build(inputs.shape)
+    ours.set_weights([rng.normal(size=w.shape).astype("float32")
+                      for w in reference.get_weights()])
+    reference.set_weights(ours.get_weights())
+
+    expected = _loss_and_gradients(reference, inputs)
+    got = _loss_and_gradients(ours, inputs)
+    for name, want, have in zip(("outputs", "dx", "dkernel", "dbias"),
+                                expected, got):
+        assert have.shape == want.shape, name
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-3,
+                                   err_msg=name)
+
+
+def test_filter_gradient_is_the_sum_over_windows():
+    """Hand-worked: a 2x2 input, a 1-channel 3x3 SAME conv, output
+    gradient of ones: each kernel tap's gradient is the sum of the inputs
+    it met (zero padding elsewhere)."""
+    x = tf.constant([[[[1.0], [2.0]], [[3.0], [4.0]]]])  # [1, 2, 2, 1]
+    kernel = tf.zeros([3, 3, 1, 1])
+    with tf.GradientTape() as tape:
+        tape.watch(kernel)
+        y = conv.conv2d_matmul_filter_gradient(x, kernel, "same")
+        loss = tf.reduce_sum(y)
+    grad = tape.gradient(loss, kernel).numpy()[:, :, 0, 0]
+    # Tap (row, col) multiplies x[h + row - 1, w + col - 1] for every
+    # output (h, w): the centre sees all four inputs, a corner only one.
+    expected = np.array([[1.0, 3.0, 2.0],
+                         [4.0, 10.0, 6.0],
+                         [3.0, 7.0, 4.0]])
+    np.testing.assert_allclose(grad, expected)
+
+
+@pytest.mark.parametrize("flags, cap, expected", [
+    ({"avx2", "fma"}, "", True),
+    ({"avx2", "fma", "avx512f"}, "", False),
+    ({"avx2", "fma", "avx512f"}, "AVX2", True),
+    ({"avx2", "fma", "avx512f"}, "avx512_core", False),
+])
+def test_auto_choice_follows_the_cpu(monkeypatch, flags, cap, expected):
+    monkeypatch.delenv(conv.KERNELS_ENV, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert conv.matmul_kernels(flags) is expected
+
+
+def test_environment_forces_the_choice_and_rejects_typos(monkeypatch):
+    monkeypatch.setenv(conv.KERNELS_ENV, "native")
+    assert conv.matmul_kernels({"avx2"}) is False
+    monkeypatch.setenv(conv.KERNELS_ENV, "MatMul")
+    assert conv.matmul_kernels({"avx2", "avx512f"}) is True
+    monkeypatch.setenv(conv.KERNELS_ENV, "fast")
+    with pytest.raises(ValueError, match=conv.KERNELS_ENV):
+        conv.matmul_kernels()
+
+
+def test_serializes_as_a_conv2d():
+    layer = conv.Conv2D(4, (3, 3), padding="same", name="fpn_p2")
+    clone = keras.layers.deserialize(keras.layers.serialize(layer))
+    assert type(clone) is conv.Conv2D
+    assert clone.get_config() == layer.get_config()
+
+
+def _op_types(layer, shape):
+    """Op types of the traced forward and backward pass of `layer`."""
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, layer.kernel.value)
+
+    graph = step.get_concrete_function(
+        tf.TensorSpec(shape, tf.float32)).graph
+    types = set()
+    for op in graph.get_operations():
+        types.add(op.type)
+        for function in graph._functions.values():
+            types.update(node.op for node in function.definition.node_def)
+    return types
+
+
+def test_matmul_kernels_replace_the_convolution_ops(monkeypatch):
+    monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
+    pointwise = _op_types(conv.Conv2D(4, 1), (2, 8, 8, 3))
+    assert "Conv2D" not in pointwise and "MatMul" in pointwise
+    spatial = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 8, 8, 3))
+    assert "Conv2D" in spatial and "Conv2DBackpropFilter" not in spatial
+    assert "MatMul" in spatial
+    monkeypatch.setenv(conv.KERNELS_ENV, "native")
+    native = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 8, 8, 3))
+    assert "Conv2DBackpropFilter" in native and "MatMul" not in native
