@@ -330,7 +330,7 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
     """
     def lateral(c, level):
         return Conv2D(pyramid_size, (1, 1),
-                                   name="fpn_c{0}p{0}".format(level))(c)
+                      name="fpn_c{0}p{0}".format(level))(c)
 
     def merge(upper, c, level):
         upsampled = keras.layers.UpSampling2D(
@@ -346,7 +346,7 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
     # 3x3 convs on the merged maps reduce the aliasing of the upsampling.
     def smooth(p, level):
         return Conv2D(pyramid_size, (3, 3), padding="same",
-                                   name="fpn_p{}".format(level))(p)
+                      name="fpn_p{}".format(level))(p)
 
     p2, p3, p4, p5 = [smooth(p, level)
                       for p, level in ((p2, 2), (p3, 3), (p4, 4), (p5, 5))]

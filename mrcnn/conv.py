@@ -11,13 +11,17 @@ the ops it runs differ, where that pays:
 * On CPUs whose oneDNN kernels are AVX2 ones (no AVX-512, or
   ``ONEDNN_MAX_CPU_ISA`` capped below it), measured on a 2-core AVX2 host:
 
-  - the filter gradient of a stride-1 k x k convolution is computed as k*k
-    matrix products, shifted input^T @ output gradient, each with the whole
-    batch and map as its inner dimension: 424 ms for a 3x3 256-channel
-    conv on two 128x128 maps, against 1,359 ms for oneDNN's AVX2
-    backward-weights kernel (460 ms in Eigen's). The forward pass and the
-    input gradient keep the convolution kernels, which are at the matrix
-    product's speed there;
+  - the filter gradient of a stride-1 k x k convolution on large maps
+    (at least MATMUL_GRADIENT_MIN_CHANNELS input channels and
+    MATMUL_GRADIENT_MIN_PIXELS output pixels a map: the FPN and RPN convs,
+    not the ROI heads') is computed as k*k matrix products, shifted
+    input^T @ output gradient, each with the whole batch and map as its
+    inner dimension: 424 ms for a 3x3 256-channel conv on two 128x128
+    maps, against 1,359 ms for oneDNN's AVX2 backward-weights kernel
+    (which parallelizes over the few images) and 460 ms for Eigen's. On
+    many small maps (400 ROIs of 14x14) that kernel is the faster one
+    (868 ms against 1,355). The forward pass and the input gradient keep
+    the convolution kernels, which are at the matrix product's speed;
   - a 1x1 convolution is a matrix product over the channels: the RPN's and
     the mask head's few output channels (6, 4) otherwise hit oneDNN's
     blocked 1x1 kernels at a fraction of their speed.
@@ -37,6 +41,10 @@ KERNELS_ENV = "MRCNN_CONV_KERNELS"
 KERNEL_CHOICES = ("auto", "matmul", "native")
 # oneDNN ISA caps ($ONEDNN_MAX_CPU_ISA) that leave it AVX2 code or older.
 AVX2_CLASS_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+# Where the matrix-product filter gradient pays (2-core AVX2 host, 3x3
+# convs): from 128 channels on maps of 32x32 or more.
+MATMUL_GRADIENT_MIN_CHANNELS = 128
+MATMUL_GRADIENT_MIN_PIXELS = 32 * 32
 
 
 def matmul_kernels(flags=None):
@@ -62,15 +70,14 @@ def matmul_kernels(flags=None):
 
 def conv2d_matmul_filter_gradient(inputs, kernel, padding):
     """tf.nn.conv2d(inputs, kernel, 1, padding) whose kernel gradient is
-    k*k matrix products (see the module docstring); the input gradient is
-    TensorFlow's own.
+    k*k matrix products where that pays (see the module docstring); the
+    input gradient is TensorFlow's own.
 
     inputs: [batch, H, W, C_in]; kernel: [kh, kw, C_in, C_out] (odd kh, kw
     for "SAME"). Returns [batch, H', W', C_out].
     """
     import tensorflow as tf
 
-    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
     padding = padding.upper()
 
     @tf.custom_gradient
@@ -79,13 +86,41 @@ def conv2d_matmul_filter_gradient(inputs, kernel, padding):
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x), filter=w, out_backprop=dy,
                 strides=[1, 1, 1, 1], padding=padding)
-            return dx, _filter_gradient(x, dy, kh, kw, padding)
+            return dx, _kernel_gradient(x, w, dy, padding)
         return tf.nn.conv2d(x, w, 1, padding), gradient
 
     # A tensor, not the variable: read outside, the read is differentiated
     # by TensorFlow and the custom gradient sees no variables.
     return convolution(tf.convert_to_tensor(inputs),
                        tf.convert_to_tensor(kernel))
+
+
+def _kernel_gradient(x, w, dy, padding):
+    """_filter_gradient where it pays (MATMUL_GRADIENT_MIN_*), else
+    TensorFlow's own; decided when traced if the map size is known then,
+    else each step."""
+    import tensorflow as tf
+
+    kh, kw = int(w.shape[0]), int(w.shape[1])
+    if int(w.shape[2]) < MATMUL_GRADIENT_MIN_CHANNELS:
+        return _native_filter_gradient(x, w, dy, padding)
+    height, width = dy.shape[1], dy.shape[2]
+    if height is not None and width is not None:
+        if height * width >= MATMUL_GRADIENT_MIN_PIXELS:
+            return _filter_gradient(x, dy, kh, kw, padding)
+        return _native_filter_gradient(x, w, dy, padding)
+    pixels = tf.shape(dy)[1] * tf.shape(dy)[2]
+    return tf.cond(pixels >= MATMUL_GRADIENT_MIN_PIXELS,
+                   lambda: _filter_gradient(x, dy, kh, kw, padding),
+                   lambda: _native_filter_gradient(x, w, dy, padding))
+
+
+def _native_filter_gradient(x, w, dy, padding):
+    import tensorflow as tf
+
+    return tf.raw_ops.Conv2DBackpropFilter(
+        input=x, filter_sizes=tf.shape(w), out_backprop=dy,
+        strides=[1, 1, 1, 1], padding=padding)
 
 
 def _filter_gradient(x, dy, kh, kw, padding):

@@ -215,5 +215,5 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
     # float32 output: the mask loss and the unmolding work in float32.
     return FoldedTimeDistributed(
         Conv2D(num_classes, (1, 1), strides=1,
-                            activation="sigmoid", dtype="float32"),
+               activation="sigmoid", dtype="float32"),
         dtype="float32", name="mrcnn_mask")(x)

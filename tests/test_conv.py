@@ -23,20 +23,24 @@ def _loss_and_gradients(layer, inputs):
 
 
 @pytest.mark.parametrize("kernels", ["matmul", "native"])
-@pytest.mark.parametrize("kernel_size, strides, padding, spatial", [
-    (3, 1, "same", (9, 7)),
-    (3, 1, "valid", (9, 7)),
-    (5, 1, "same", (6, 6)),
-    (1, 1, "valid", (9, 7)),
-    (1, 2, "same", (9, 7)),   # odd size: the last row and column are used
-    (3, 2, "same", (8, 8)),   # strided k x k: TensorFlow's own kernels
-    (7, 1, "valid", (7, 7)),  # covers its whole input: one matmul
+@pytest.mark.parametrize("kernel_size, strides, padding, spatial, channels", [
+    # From 128 channels on a 32x32 map, the matrix-product filter gradient.
+    (3, 1, "same", (32, 32), 128),
+    (3, 1, "valid", (34, 33), 128),
+    (3, 1, "same", (9, 7), 5),
+    (3, 1, "valid", (9, 7), 5),
+    (5, 1, "same", (6, 6), 5),
+    (1, 1, "valid", (9, 7), 5),
+    (1, 2, "same", (9, 7), 5),  # odd size: the last row and column are used
+    (3, 2, "same", (8, 8), 5),   # strided k x k: TensorFlow's own kernels
+    (7, 1, "valid", (7, 7), 5),  # covers its whole input: one matmul
 ])
 def test_same_outputs_and_gradients_as_keras_conv2d(
-        monkeypatch, kernels, kernel_size, strides, padding, spatial):
+        monkeypatch, kernels, kernel_size, strides, padding, spatial,
+        channels):
     monkeypatch.setenv(conv.KERNELS_ENV, kernels)
     rng = np.random.default_rng(3)
-    inputs = rng.normal(size=(2,) + spatial + (5,)).astype("float32")
+    inputs = rng.normal(size=(2,) + spatial + (channels,)).astype("float32")
     reference = keras.layers.Conv2D(6, kernel_size, strides=strides,
                                     padding=padding)
     ours = conv.Conv2D(6, kernel_size, strides=strides, padding=padding)
@@ -51,11 +55,16 @@ def test_same_outputs_and_gradients_as_keras_conv2d(
     for name, want, have in zip(("outputs", "dx", "dkernel", "dbias"),
                                 expected, got):
         assert have.shape == want.shape, name
-        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-3,
+        # float32 sums over thousands of terms: rounding against the
+        # array's scale.
+        scale = float(np.abs(want).max())
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-5 * scale,
                                    err_msg=name)
 
 
 def test_filter_gradient_is_the_sum_over_windows():
+    # The matrix-product filter gradient itself (the layer uses it on large
+    # maps only).
     """Hand-worked: a 2x2 input, a 1-channel 3x3 SAME conv, output
     gradient of ones: each kernel tap's gradient is the sum of the inputs
     it met (zero padding elsewhere)."""
@@ -63,9 +72,10 @@ def test_filter_gradient_is_the_sum_over_windows():
     kernel = tf.zeros([3, 3, 1, 1])
     with tf.GradientTape() as tape:
         tape.watch(kernel)
-        y = conv.conv2d_matmul_filter_gradient(x, kernel, "same")
+        y = tf.nn.conv2d(x, kernel, 1, "SAME")
         loss = tf.reduce_sum(y)
-    grad = tape.gradient(loss, kernel).numpy()[:, :, 0, 0]
+    dy = tape.gradient(loss, y)
+    grad = conv._filter_gradient(x, dy, 3, 3, "SAME").numpy()[:, :, 0, 0]
     # Tap (row, col) multiplies x[h + row - 1, w + col - 1] for every
     # output (h, w): the centre sees all four inputs, a corner only one.
     expected = np.array([[1.0, 3.0, 2.0],
@@ -125,9 +135,40 @@ def test_matmul_kernels_replace_the_convolution_ops(monkeypatch):
     monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
     pointwise = _op_types(conv.Conv2D(4, 1), (2, 8, 8, 3))
     assert "Conv2D" not in pointwise and "MatMul" in pointwise
-    spatial = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 8, 8, 3))
-    assert "Conv2D" in spatial and "Conv2DBackpropFilter" not in spatial
-    assert "MatMul" in spatial
+    large = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
+    assert "Conv2D" in large and "Conv2DBackpropFilter" not in large
+    assert "MatMul" in large
+    # Few channels, or small maps: the convolution's own filter gradient.
+    for shape in [(2, 32, 32, 64), (2, 16, 16, 128)]:
+        small = _op_types(conv.Conv2D(4, 3, padding="same"), shape)
+        assert "Conv2DBackpropFilter" in small and "MatMul" not in small
+    # Map size unknown when traced: both, chosen at run time.
+    dynamic = _op_types(conv.Conv2D(4, 3, padding="same"),
+                        (2, None, None, 128))
+    assert {"Conv2DBackpropFilter", "MatMul"} <= dynamic
     monkeypatch.setenv(conv.KERNELS_ENV, "native")
-    native = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 8, 8, 3))
+    native = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
     assert "Conv2DBackpropFilter" in native and "MatMul" not in native
+
+
+@pytest.mark.parametrize("spatial", [(32, 32), (16, 8)])
+def test_filter_gradient_chosen_at_run_time_is_right(spatial):
+    """Map size unknown when traced (as for the FPN on input_image
+    [None, None, 3]): the gradient of either branch equals autodiff's."""
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2,) + spatial + (128,)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(3, 3, 128, 3)), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([2, None, None, 128])])
+    def gradients(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(kernel)
+            ours = tf.reduce_sum(tf.sin(conv.conv2d_matmul_filter_gradient(
+                x, kernel, "same")))
+            reference = tf.reduce_sum(tf.sin(tf.nn.conv2d(
+                x, kernel, 1, "SAME")))
+        return tape.gradient(ours, kernel), tape.gradient(reference, kernel)
+
+    got, want = gradients(x)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
+                               atol=1e-2)
