@@ -539,10 +539,13 @@ def main():
     from inference import configure_threads, peak_rss_mb, random_image
     import numpy as np
 
-    from mrcnn import runtime
+    from mrcnn import conv, runtime
     report = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads,
               "cpu": runtime.cpu_summary(),
               "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+              "tf_enable_onednn_opts": os.environ.get(
+                  runtime.ONEDNN_ENV),
+              "conv_kernels": os.environ.get(conv.KERNELS_ENV, "auto"),
               "torch_cpu_capability": torch_environment().get(
                   "ATEN_CPU_CAPABILITY"),
               "inference_size": args.inference_size,

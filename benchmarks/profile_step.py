@@ -145,6 +145,7 @@ def main():
         "precision": model.precision,
         "threads": threads, "cpu": runtime.cpu_summary(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "tf_enable_onednn_opts": os.environ.get(runtime.ONEDNN_ENV),
         "step_s": round(wall, 3),
         "user_cpu_s_per_step": round(
             (usage.ru_utime - usage_before.ru_utime) / args.steps, 3),

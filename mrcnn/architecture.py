@@ -78,6 +78,16 @@ def head_train_bn(config):
     return config.HEAD_TRAIN_BN
 
 
+def mask_head_on_positives(config):
+    """Whether the training mask head runs on the positive ROIs alone
+    (PositiveRois): MASK_HEAD_POSITIVE_ROIS, else where the heads' batch
+    norm is frozen (same losses and gradients; trained batch statistics
+    would differ)."""
+    if config.MASK_HEAD_POSITIVE_ROIS is None:
+        return head_train_bn(config) is False
+    return bool(config.MASK_HEAD_POSITIVE_ROIS)
+
+
 def build_heads(rois, mrcnn_feature_maps, image_meta, config):
     """Class/box head on rois. Returns (logits, probs, deltas)."""
     return fpn_classifier_graph(
@@ -141,9 +151,7 @@ def build_training_graph(config):
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = build_heads(
         rois, mrcnn_feature_maps, input_image_meta, config)
     mask_rois = rois
-    if head_train_bn(config) is False:
-        # Same losses and gradients with the mask head on the positive ROIs
-        # alone (see PositiveRois); batch statistics would differ.
+    if mask_head_on_positives(config):
         mask_rois = PositiveRois(name="mask_rois")([rois, target_class_ids])
     mrcnn_mask = build_mask_head(mask_rois, mrcnn_feature_maps,
                                  input_image_meta, config)

@@ -184,6 +184,16 @@ class Config(object):
     # TRAIN_BN = True, because the heads' batch statistics (sampled ROIs and
     # zero padding) differ from the ROIs they see in inference.
     HEAD_TRAIN_BN = None
+    # Run the mask head in training on the positive ROIs alone (the only
+    # ones its loss reads; inference runs it on detections). None: where
+    # the heads' batch norm is frozen, which gives the same loss and
+    # gradients for less work. True: also with trained batch norm, whose
+    # statistics then come from the positive ROIs instead of all sampled
+    # ROIs and their zero padding (less work; trained from scratch, one
+    # shapes demo run reached mAP 0.86 with it in 1,300 steps, against
+    # 0.93 without it in 1,400).
+    # False: on every sampled ROI, as the original.
+    MASK_HEAD_POSITIVE_ROIS = None
     # Also sample the ground-truth boxes as proposals for the heads (as
     # torchvision and detectron2 do). Off in the original; helps training
     # from scratch, when the young RPN proposes few positives.
@@ -314,6 +324,9 @@ class Config(object):
                  "callable, got {!r}".format(self.BACKBONE))
         if callable(self.BACKBONE) and self.COMPUTE_BACKBONE_SHAPE is None:
             fail("a callable BACKBONE also needs COMPUTE_BACKBONE_SHAPE")
+        if self.MASK_HEAD_POSITIVE_ROIS not in (None, True, False):
+            fail("MASK_HEAD_POSITIVE_ROIS must be None, True or False, got "
+                 "{!r}".format(self.MASK_HEAD_POSITIVE_ROIS))
 
     def _validate_losses(self, fail):
         missing = set(self.LOSS_WEIGHTS) ^ {

@@ -40,6 +40,8 @@ class Base(Config):
     ({"CLASS_LOSS": "hinge"}, "CLASS_LOSS must be"),
     ({"MIXED_PRECISION": "float16"}, "MIXED_PRECISION must be None"),
     ({"CPU_THREADS": True}, "CPU_THREADS must be None or a positive integer"),
+    ({"MASK_HEAD_POSITIVE_ROIS": "yes"}, "MASK_HEAD_POSITIVE_ROIS must be "
+     "None, True or False"),
 ])
 def test_each_rule_names_its_field(overrides, message):
     config_class = type("Bad", (Base,), overrides)
@@ -55,3 +57,20 @@ def test_the_defaults_are_valid():
     four = type("Four", (Base,), {"IMAGE_CHANNEL_COUNT": 4,
                                   "MEAN_PIXEL": np.array([1, 2, 3, 4])})()
     assert list(four.IMAGE_SHAPE) == [1024, 1024, 4]
+
+
+@pytest.mark.parametrize("train_bn, head_train_bn, positives, expected", [
+    (False, None, None, True),   # frozen: same loss, less work
+    (True, None, None, False),   # trained statistics of all sampled ROIs
+    (True, False, None, True),
+    (True, None, True, True),    # asked for: statistics of the positives
+    (False, None, False, False),  # asked for: every ROI, as the original
+])
+def test_mask_head_runs_on_positive_rois_when_frozen_or_asked(
+        train_bn, head_train_bn, positives, expected):
+    from mrcnn.architecture import mask_head_on_positives
+
+    config = type("Heads", (Base,), {
+        "TRAIN_BN": train_bn, "HEAD_TRAIN_BN": head_train_bn,
+        "MASK_HEAD_POSITIVE_ROIS": positives})()
+    assert mask_head_on_positives(config) is expected

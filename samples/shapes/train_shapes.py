@@ -113,9 +113,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="logs/shapes_demo",
                         help="directory for checkpoints, logs and the PNG")
-    parser.add_argument("--epochs", type=int, default=20,
+    # 1,400 steps: mAP@0.5 0.925 in 12 minutes on a 2-core AVX2 CPU, where
+    # 2,000 (0.96-0.97) took 17.
+    parser.add_argument("--epochs", type=int, default=14,
                         help="epochs in all, the fine-tuning ones included")
-    parser.add_argument("--finetune-epochs", type=int, default=5,
+    parser.add_argument("--finetune-epochs", type=int, default=4,
                         help="last epochs, at a tenth of the learning rate "
                              "with frozen batch norm")
     parser.add_argument("--steps", type=int, default=None,
@@ -181,6 +183,8 @@ def main(argv=None):
                       "threads": model.threads,
                       "precision": model.precision or "float32",
                       "cpu": runtime.cpu_summary(),
+                      "tf_enable_onednn_opts": os.environ.get(
+                          runtime.ONEDNN_ENV),
                       "date": time.strftime("%Y-%m-%d"),
                       "checkpoint": checkpoint, "png": png}))
     if map50 < TARGET_MAP50:
