@@ -49,9 +49,6 @@ def configure_threads(threads):
     """TensorFlow on `threads` cores: one op at a time, each op on all of
     them (like torch.set_num_threads for the torchvision comparison).
     Must run before TensorFlow executes anything."""
-    # mrcnn first, as a user's script would: importing it turns TensorFlow's
-    # oneDNN kernels on where TensorFlow leaves them off (AVX2 CPUs).
-    import mrcnn  # noqa: F401
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)

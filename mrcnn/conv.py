@@ -8,8 +8,9 @@ the ops it runs differ, where that pays:
   product on every CPU: oneDNN's AVX2 code runs it through im2col at a
   seventh of the matrix product's speed, and even with AVX-512 the product
   is a third faster.
-* On CPUs whose oneDNN kernels are AVX2 ones (no AVX-512, or
-  ``ONEDNN_MAX_CPU_ISA`` capped below it), measured on a 2-core AVX2 host:
+* Where oneDNN runs AVX2 code (an AVX2 CPU with ``TF_ENABLE_ONEDNN_OPTS=1``,
+  which TensorFlow leaves off there, or an AVX-512 CPU with
+  ``ONEDNN_MAX_CPU_ISA`` capped at AVX2), measured on a 2-core AVX2 host:
 
   - the filter gradient of a stride-1 k x k convolution on large maps
     (at least MATMUL_GRADIENT_MIN_CHANNELS input channels and
@@ -37,6 +38,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn.runtime import ONEDNN_ENV, cpu_flags
+
 KERNELS_ENV = "MRCNN_CONV_KERNELS"
 KERNEL_CHOICES = ("auto", "matmul", "native")
 # oneDNN ISA caps ($ONEDNN_MAX_CPU_ISA) that leave it AVX2 code or older.
@@ -61,11 +64,15 @@ def matmul_kernels(flags=None):
 
     if tf.config.list_logical_devices("GPU"):
         return False
-    from mrcnn.runtime import cpu_flags
-
     flags = cpu_flags() if flags is None else flags
+    onednn = os.environ.get(ONEDNN_ENV, "").strip().lower()
+    if "avx512f" not in flags:
+        # TensorFlow runs Eigen's kernels here unless told otherwise, and
+        # Eigen's filter gradient is faster than these matmuls (460 ms
+        # against 570 for the P2 conv above).
+        return onednn in ("1", "true")
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    return "avx512f" not in flags or cap in AVX2_CLASS_CAPS
+    return cap in AVX2_CLASS_CAPS and onednn not in ("0", "false")
 
 
 def conv2d_matmul_filter_gradient(inputs, kernel, padding):

@@ -16,11 +16,11 @@ Two choices decide most of a CPU's speed, and both are made here, once:
   freed memory in the process for reuse (the peak of a step is reached
   every step anyway); ``$MRCNN_MALLOC_TUNING=0`` leaves malloc as it is.
 * Kernels. TensorFlow runs its oneDNN kernels by default only on CPUs
-  with AVX512_VNNI or newer; on an AVX2 CPU it falls back to Eigen's,
-  whose convolutions are several times slower on small batches (the mask
-  head's 3x3 convs: 150 ms against 23 ms). ``prefer_onednn`` (run when
-  ``mrcnn`` is imported) sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless it is set
-  already; see also ``mrcnn.conv`` for the ops chosen per CPU.
+  with AVX512_VNNI or newer; on an AVX2 CPU it runs Eigen's. Measured on a
+  2-core AVX2 host, ``TF_ENABLE_ONEDNN_OPTS=1`` trains the ResNet50 step
+  faster (with ``mrcnn.conv``) but runs detect() at 1024 px twice as slow
+  (12.1 s against 5.9 s), so the default is left as it is (see
+  docs/troubleshooting.md).
 * Precision. bfloat16 pays only where the hardware computes it: CPUs with
   AVX512_BF16 or AMX-BF16, GPUs of compute capability 8.0 (Ampere) and
   later. On an AVX2-only CPU TensorFlow runs bfloat16 ops in emulation,
@@ -34,7 +34,6 @@ import logging
 import math
 import os
 import platform
-import sys
 
 logger = logging.getLogger(__name__)
 
@@ -156,25 +155,6 @@ def configure_threads(threads=None):
                 "TensorFlow op to change it.", current, count, THREADS_ENV)
         return current or count
     return count
-
-
-def prefer_onednn(environ=None, modules=None):
-    """Sets $TF_ENABLE_ONEDNN_OPTS to 1 before TensorFlow is imported,
-    unless the user chose a value. Returns True when it set it.
-
-    Measured on a 2-core AVX2 host (the ResNet50 training step of
-    benchmarks/compare_torchvision.py): 8.9 s a step with Eigen's kernels
-    and 213,000 page faults, 5.9 s with oneDNN's and mrcnn.conv's.
-    """
-    environ = os.environ if environ is None else environ
-    modules = sys.modules if modules is None else modules
-    if ONEDNN_ENV in environ:
-        return False
-    if "tensorflow" in modules:
-        # Too late to change: TensorFlow reads it once, when imported.
-        return False
-    environ[ONEDNN_ENV] = "1"
-    return True
 
 
 ############################################################

@@ -84,15 +84,22 @@ def test_filter_gradient_is_the_sum_over_windows():
     np.testing.assert_allclose(grad, expected)
 
 
-@pytest.mark.parametrize("flags, cap, expected", [
-    ({"avx2", "fma"}, "", True),
-    ({"avx2", "fma", "avx512f"}, "", False),
-    ({"avx2", "fma", "avx512f"}, "AVX2", True),
-    ({"avx2", "fma", "avx512f"}, "avx512_core", False),
+@pytest.mark.parametrize("flags, cap, onednn, expected", [
+    ({"avx2", "fma"}, "", None, False),  # TensorFlow's default: Eigen
+    ({"avx2", "fma"}, "", "1", True),    # oneDNN asked for: AVX2 code
+    ({"avx2", "fma", "avx512f"}, "", None, False),
+    ({"avx2", "fma", "avx512f"}, "AVX2", None, True),
+    ({"avx2", "fma", "avx512f"}, "AVX2", "0", False),
+    ({"avx2", "fma", "avx512f"}, "avx512_core", None, False),
 ])
-def test_auto_choice_follows_the_cpu(monkeypatch, flags, cap, expected):
+def test_auto_choice_follows_the_kernels_tensorflow_runs(
+        monkeypatch, flags, cap, onednn, expected):
     monkeypatch.delenv(conv.KERNELS_ENV, raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    if onednn is None:
+        monkeypatch.delenv(conv.ONEDNN_ENV, raising=False)
+    else:
+        monkeypatch.setenv(conv.ONEDNN_ENV, onednn)
     assert conv.matmul_kernels(flags) is expected
 
 
