@@ -28,7 +28,8 @@ the ops it runs differ, where that pays:
     blocked 1x1 kernels at a fraction of their speed.
 
 ``$MRCNN_CONV_KERNELS`` = ``matmul`` or ``native`` forces the choice
-("auto", the default, decides from the CPU flags and the oneDNN cap).
+("auto", the default, decides from the CPU flags, ``TF_ENABLE_ONEDNN_OPTS``
+and the oneDNN cap).
 Graphs already traced keep the choice they were traced with.
 """
 
@@ -52,8 +53,10 @@ MATMUL_GRADIENT_MIN_PIXELS = 32 * 32
 
 def matmul_kernels(flags=None):
     """Whether the matrix-product formulations above pay on this machine:
-    the CPU has no AVX-512 (or oneDNN is capped below it) and no GPU
-    runs the model. `flags` (a set of CPU flags) replaces the probe."""
+    TensorFlow's convolutions are oneDNN's AVX2 code (an AVX2 CPU with
+    $TF_ENABLE_ONEDNN_OPTS=1, or an AVX-512 CPU under an AVX2-class
+    $ONEDNN_MAX_CPU_ISA) and no GPU runs the model. `flags` (a set of CPU
+    flags) replaces the probe."""
     choice = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
     if choice not in KERNEL_CHOICES:
         raise ValueError("{} must be one of {}, got {!r}".format(
