@@ -38,6 +38,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
+import mrcnn  # noqa: E402,F401  (before TensorFlow: runtime.prefer_onednn)
 
 import numpy as np  # noqa: E402
 

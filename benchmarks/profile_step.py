@@ -39,6 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
+import mrcnn  # noqa: E402,F401  (before TensorFlow: runtime.prefer_onednn)
 
 
 def demo_batch(frozen_bn, images=4):

@@ -34,6 +34,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+import mrcnn  # noqa: E402,F401  (before TensorFlow: runtime.prefer_onednn)
 
 
 def make_train_config(backbone="resnet50", size=512, images=2,

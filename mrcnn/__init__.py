@@ -9,6 +9,14 @@ Bad input gets a clear error naming the image or file and what is wrong,
 or a documented handling (clip, convert, skip) that also says so at run
 time, and is never dropped without a warning that names the image
 (``mrcnn.dropped``).
+
+It also turns TensorFlow's oneDNN kernels on where TensorFlow would leave
+them off (CPUs without AVX512_VNNI), unless ``TF_ENABLE_ONEDNN_OPTS`` is
+set: import ``mrcnn`` before ``tensorflow`` for it to apply (see
+``mrcnn.runtime.prefer_onednn``).
 """
 
 from mrcnn import _imgaug_compat  # noqa: F401  (numpy aliases for imgaug)
+from mrcnn import runtime as _runtime
+
+_runtime.prefer_onednn()

@@ -17,10 +17,12 @@ Two choices decide most of a CPU's speed, and both are made here, once:
   every step anyway); ``$MRCNN_MALLOC_TUNING=0`` leaves malloc as it is.
 * Kernels. TensorFlow runs its oneDNN kernels by default only on CPUs
   with AVX512_VNNI or newer; on an AVX2 CPU it runs Eigen's. Measured on a
-  2-core AVX2 host, ``TF_ENABLE_ONEDNN_OPTS=1`` trains the ResNet50 step
-  faster (with ``mrcnn.conv``) but runs detect() at 1024 px twice as slow
-  (12.1 s against 5.9 s), so the default is left as it is (see
-  docs/troubleshooting.md).
+  2-core AVX2 host, oneDNN with ``mrcnn.conv`` runs detect() at 1024 px
+  in 3.8 s against Eigen's 5.9 s, and the ResNet50 training step of
+  benchmarks/compare_torchvision.py in 5.9 s against 8.9 s, with a
+  twentieth of the page faults. ``prefer_onednn`` (run when ``mrcnn`` is
+  imported) sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless it is set already or
+  TensorFlow was imported first (it reads the variable once, on import).
 * Precision. bfloat16 pays only where the hardware computes it: CPUs with
   AVX512_BF16 or AMX-BF16, GPUs of compute capability 8.0 (Ampere) and
   later. On an AVX2-only CPU TensorFlow runs bfloat16 ops in emulation,
@@ -30,15 +32,18 @@ Two choices decide most of a CPU's speed, and both are made here, once:
 
 import contextlib
 import ctypes
+import functools
 import logging
 import math
 import os
 import platform
+import sys
 
 logger = logging.getLogger(__name__)
 
 THREADS_ENV = "MRCNN_CPU_THREADS"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 MALLOC_ENV = "MRCNN_MALLOC_TUNING"
 PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
 # /proc/cpuinfo flags that decide which kernels oneDNN and TensorFlow run.
@@ -58,16 +63,19 @@ BF16_ISA_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
 #  CPU
 ############################################################
 
+@functools.lru_cache(maxsize=None)
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The CPU's feature flags (a set of strings; empty if unreadable)."""
+    """The CPU's feature flags (a frozenset of strings; empty if
+    unreadable). Read once a path: mrcnn.conv asks for each layer it
+    builds."""
     try:
         with open(cpuinfo) as handle:
             for line in handle:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def cpu_summary(flags=None):
@@ -157,6 +165,21 @@ def configure_threads(threads=None):
     return count
 
 
+def prefer_onednn(environ=None, modules=None):
+    """Sets $TF_ENABLE_ONEDNN_OPTS to 1 before TensorFlow is imported,
+    unless the user chose a value. Returns True when it set it. On CPUs
+    where TensorFlow turns oneDNN on by itself this changes nothing."""
+    environ = os.environ if environ is None else environ
+    modules = sys.modules if modules is None else modules
+    if ONEDNN_ENV in environ:
+        return False
+    if "tensorflow" in modules:
+        # Too late to change: TensorFlow reads it once, when imported.
+        return False
+    environ[ONEDNN_ENV] = "1"
+    return True
+
+
 ############################################################
 #  Memory
 ############################################################
@@ -235,7 +258,7 @@ def native_bf16(flags=None, gpus="probe"):
     if gpus is not None:
         return bool(gpus)
     flags = cpu_flags() if flags is None else flags
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    cap = os.environ.get(ONEDNN_ISA_ENV, "").strip().upper()
     if cap and cap not in BF16_ISA_CAPS:
         return False
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
@@ -244,7 +267,7 @@ def native_bf16(flags=None, gpus="probe"):
 def _bf16_aborts_under_isa_cap(flags=None, gpus="probe"):
     """Whether an oneDNN ISA cap below bfloat16 meets a CPU on which
     TensorFlow routes bfloat16 to oneDNN (AVX-512F), with no GPU."""
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    cap = os.environ.get(ONEDNN_ISA_ENV, "").strip().upper()
     if not cap or cap in BF16_ISA_CAPS:
         return False
     if (_gpus_support_bf16() if gpus == "probe" else gpus) is not None:
@@ -274,7 +297,7 @@ def resolve_precision(name, flags=None, gpus="probe"):
             "TensorFlow sees AVX-512 and hands bfloat16 convolutions to "
             "oneDNN, which the cap keeps from building them (the process "
             "would abort). Use 'auto' or None, or unset the cap.".format(
-                os.environ.get("ONEDNN_MAX_CPU_ISA")))
+                os.environ.get(ONEDNN_ISA_ENV)))
     if name == "mixed_bfloat16" and not native_bf16(flags, gpus):
         logger.warning(
             "MIXED_PRECISION 'mixed_bfloat16' on a machine without native "

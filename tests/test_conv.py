@@ -179,3 +179,63 @@ def test_filter_gradient_chosen_at_run_time_is_right(spatial):
     got, want = gradients(x)
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
                                atol=1e-2)
+
+
+@pytest.mark.parametrize("kernel_size, padding, height", [
+    (3, "SAME", 9), (3, "SAME", 8), (5, "SAME", 7), (3, "VALID", 10),
+    (3, "VALID", 9), (3, "SAME", 1), (3, "VALID", 4)])
+def test_banded_convolution_equals_one_convolution(kernel_size, padding,
+                                                   height):
+    """A single image as two bands of rows (odd and even output heights,
+    a one-row output, both paddings) gives tf.nn.conv2d's output, with the
+    size known when traced and not."""
+    rng = np.random.default_rng(7)
+    x = tf.constant(rng.normal(size=(1, height, 6, 4)), tf.float32)
+    kernel = tf.constant(
+        rng.normal(size=(kernel_size, kernel_size, 4, 3)), tf.float32)
+    want = tf.nn.conv2d(x, kernel, 1, padding).numpy()
+    static = conv._banded(x, kernel, padding).numpy()
+    dynamic = tf.function(
+        lambda x: conv._forward(x, kernel, padding),
+        input_signature=[tf.TensorSpec([None, None, None, 4])])(x).numpy()
+    for got in (static, dynamic):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_single_image_layer_matches_keras_with_gradients(monkeypatch):
+    """The layer on one image, as detect() runs it, forward and backward:
+    Keras Conv2D's outputs and gradients."""
+    monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
+    rng = np.random.default_rng(11)
+    inputs = rng.normal(size=(1, 33, 32, 128)).astype("float32")
+    reference = keras.layers.Conv2D(5, 3, padding="same")
+    ours = conv.Conv2D(5, 3, padding="same")
+    reference.build(inputs.shape)
+    ours.build(inputs.shape)
+    ours.set_weights(reference.get_weights())
+    for name, want, have in zip(("outputs", "dx", "dkernel", "dbias"),
+                                _loss_and_gradients(reference, inputs),
+                                _loss_and_gradients(ours, inputs)):
+        scale = float(np.abs(want).max())
+        np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=name)
+
+
+def test_batch_size_unknown_when_traced_chooses_bands_at_run_time(
+        monkeypatch):
+    """Batch size None (the model's inputs): one image takes the banded
+    branch, two images the plain convolution; both traced once."""
+    monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
+    layer = conv.Conv2D(3, 3, padding="same")
+    types = _op_types(layer, (None, None, None, 4))
+    assert "ConcatV2" in types and types & {"If", "StatelessIf"}
+    x = tf.constant(np.random.default_rng(2).normal(size=(2, 7, 5, 4)),
+                    tf.float32)
+    reference = tf.nn.conv2d(x, layer.kernel, 1, "SAME") + layer.bias
+    for batch in (x[:1], x):
+        got = tf.function(layer, input_signature=[
+            tf.TensorSpec([None, None, None, 4])])(batch)
+        np.testing.assert_allclose(got.numpy(),
+                                   reference.numpy()[:len(batch)],
+                                   rtol=1e-5, atol=1e-5)

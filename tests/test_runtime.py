@@ -193,3 +193,24 @@ def test_configure_threads_keeps_pools_the_program_sized():
             " threading.get_intra_op_parallelism_threads()]))\n")
     assert run_python(code) == [3, 2, 2]
 
+
+
+def test_prefer_onednn_sets_the_variable_only_before_tensorflow():
+    environ = {}
+    assert runtime.prefer_onednn(environ, modules={}) is True
+    assert environ == {runtime.ONEDNN_ENV: "1"}
+    chosen = {runtime.ONEDNN_ENV: "0"}
+    assert runtime.prefer_onednn(chosen, modules={}) is False
+    assert chosen == {runtime.ONEDNN_ENV: "0"}  # the user's choice stays
+    late = {}
+    assert runtime.prefer_onednn(late, modules={"tensorflow": object()}) \
+        is False
+    assert late == {}
+
+
+def test_importing_mrcnn_turns_onednn_on_in_a_fresh_process():
+    code = ("import os; os.environ.pop('TF_ENABLE_ONEDNN_OPTS', None); "
+            "import mrcnn; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])")
+    out = subprocess.run([sys.executable, "-c", code], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "1"
