@@ -187,6 +187,10 @@ def main(argv=None):
                       "cpu": runtime.cpu_summary(),
                       "tf_enable_onednn_opts": os.environ.get(
                           runtime.ONEDNN_ENV),
+                      # set where oneDNN is capped (an AVX2 host
+                      # reproduced on a newer CPU)
+                      "onednn_max_cpu_isa": os.environ.get(
+                          runtime.ONEDNN_ISA_ENV),
                       "date": time.strftime("%Y-%m-%d"),
                       "checkpoint": checkpoint, "png": png}))
     if map50 < TARGET_MAP50:
