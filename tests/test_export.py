@@ -47,9 +47,13 @@ def exported(tmp_path_factory):
     return model, served
 
 
-def mask_iou(a, b):
+def masks_agree(a, b):
+    """At most 5 % of the union's pixels, or 3 pixels, differ: a batch
+    runs other convolution kernels than a single image, and an untrained
+    model's mask probabilities sit near the 0.5 threshold, so a pixel or
+    two of a thin mask (boxes 1-3 pixels wide here) may flip."""
     union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+    return np.logical_xor(a, b).sum() <= max(3, 0.05 * union)
 
 
 def assert_same_detections(expected, actual):
@@ -59,8 +63,8 @@ def assert_same_detections(expected, actual):
                                atol=1e-4)
     assert actual["masks"].shape == expected["masks"].shape
     for i in range(expected["masks"].shape[-1]):
-        assert mask_iou(expected["masks"][..., i],
-                        actual["masks"][..., i]) >= 0.95
+        assert masks_agree(expected["masks"][..., i],
+                           actual["masks"][..., i])
 
 
 def test_signature_takes_uint8_images_and_names_outputs(exported):
