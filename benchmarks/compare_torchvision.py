@@ -542,7 +542,7 @@ def main():
     from mrcnn import conv, runtime
     report = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads,
               "cpu": runtime.cpu_summary(),
-              "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+              "onednn_max_cpu_isa": os.environ.get(runtime.ONEDNN_ISA_ENV),
               "tf_enable_onednn_opts": os.environ.get(
                   runtime.ONEDNN_ENV),
               "conv_kernels": os.environ.get(conv.KERNELS_ENV, "auto"),

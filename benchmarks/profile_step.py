@@ -145,7 +145,7 @@ def main():
         "fold_batch_norm": config.FOLD_BATCH_NORM,
         "precision": model.precision,
         "threads": threads, "cpu": runtime.cpu_summary(),
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+        "onednn_max_cpu_isa": os.environ.get(runtime.ONEDNN_ISA_ENV),
         "tf_enable_onednn_opts": os.environ.get(runtime.ONEDNN_ENV),
         "step_s": round(wall, 3),
         "user_cpu_s_per_step": round(
