@@ -33,9 +33,20 @@ the ops it runs differ, where that pays:
     direct kernel it picks from two images on (``brg_conv_fwd``). The
     FPN's P2 conv at 1024 px: 1,905 ms -> 454 ms.
 
-``$MRCNN_CONV_KERNELS`` = ``matmul`` or ``native`` forces the choice
-("auto", the default, decides from the CPU flags, ``TF_ENABLE_ONEDNN_OPTS``
-and the oneDNN cap).
+* A stride-1 3x3 "same" convolution with at least WINOGRAD_MIN_CHANNELS
+  input and output channels runs by Winograd's F(4x4, 3x3)
+  (``mrcnn.winograd``: a quarter of the multiply-adds, forward and both
+  gradients) on a CPU in float32, on large enough maps: where oneDNN runs
+  AVX2 code from WINOGRAD_MIN_PIXELS_AVX2 output pixels in the batch
+  (FPN, RPN, backbone and mask-head convs; a training step's P2 conv,
+  forward and backward, 875 -> 422 ms), elsewhere from
+  WINOGRAD_MIN_IMAGE_PIXELS a map (oneDNN's AVX-512 kernels are as fast
+  on smaller ones; P2 256 -> 191 ms).
+
+``$MRCNN_CONV_KERNELS`` = ``matmul`` (no Winograd) or ``native`` forces
+the choice, ``winograd`` takes Winograd for every 3x3 convolution it
+applies to, whatever the map size ("auto", the default, decides from the
+CPU flags, ``TF_ENABLE_ONEDNN_OPTS``, the oneDNN cap and the map size).
 Graphs already traced keep the choice they were traced with.
 """
 
@@ -45,16 +56,55 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn import winograd
 from mrcnn.runtime import ONEDNN_ENV, ONEDNN_ISA_ENV, cpu_flags
 
 KERNELS_ENV = "MRCNN_CONV_KERNELS"
-KERNEL_CHOICES = ("auto", "matmul", "native")
+KERNEL_CHOICES = ("auto", "matmul", "native", "winograd")
 # oneDNN ISA caps ($ONEDNN_MAX_CPU_ISA) that leave it AVX2 code or older.
 AVX2_CLASS_CAPS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 # Where the matrix-product filter gradient pays (2-core AVX2 host, 3x3
 # convs): from 128 channels on maps of 32x32 or more.
 MATMUL_GRADIENT_MIN_CHANNELS = 128
 MATMUL_GRADIENT_MIN_PIXELS = 32 * 32
+# Where Winograd pays (2-core CPU, float32, forward and backward measured
+# against oneDNN's kernels): from 128 channels in and out; under oneDNN's
+# AVX2 code from 2,048 output pixels in the batch (two 32x32 maps, or
+# ROIs of 14x14: a handful of 4x4 tiles is too few for its products),
+# under its AVX-512 code from 64x64 maps (equal at 32x32, slower on 14x14
+# ROIs).
+WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_PIXELS_AVX2 = 2048
+WINOGRAD_MIN_IMAGE_PIXELS = 64 * 64
+
+
+def kernel_choice():
+    """$MRCNN_CONV_KERNELS, checked: one of KERNEL_CHOICES."""
+    choice = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
+    if choice not in KERNEL_CHOICES:
+        raise ValueError("{} must be one of {}, got {!r}".format(
+            KERNELS_ENV, KERNEL_CHOICES, choice))
+    return choice
+
+
+def winograd_threshold(dtype, flags=None):
+    """When a 3x3 convolution Winograd applies to takes it, as (pixels,
+    per_image): from `pixels` output pixels a map (per_image) or in the
+    whole batch; None where it never does (a GPU, a 16-bit compute dtype,
+    $MRCNN_CONV_KERNELS matmul or native)."""
+    choice = kernel_choice()
+    if (choice in ("matmul", "native")
+            or keras.backend.standardize_dtype(dtype) != "float32"):
+        return None
+    if choice == "winograd":
+        return 0, False
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    if matmul_kernels(flags):
+        return WINOGRAD_MIN_PIXELS_AVX2, False
+    return WINOGRAD_MIN_IMAGE_PIXELS, True
 
 
 def matmul_kernels(flags=None):
@@ -63,11 +113,8 @@ def matmul_kernels(flags=None):
     $TF_ENABLE_ONEDNN_OPTS=1, or an AVX-512 CPU under an AVX2-class
     $ONEDNN_MAX_CPU_ISA) and no GPU runs the model. `flags` (a set of CPU
     flags) replaces the probe."""
-    choice = os.environ.get(KERNELS_ENV, "auto").strip().lower() or "auto"
-    if choice not in KERNEL_CHOICES:
-        raise ValueError("{} must be one of {}, got {!r}".format(
-            KERNELS_ENV, KERNEL_CHOICES, choice))
-    if choice != "auto":
+    choice = kernel_choice()
+    if choice in ("matmul", "native"):
         return choice == "matmul"
     import tensorflow as tf
 
@@ -199,6 +246,26 @@ def _filter_gradient(x, dy, kh, kw, padding):
     return tf.reshape(tf.stack(taps), [kh, kw, channels, -1])
 
 
+def _winograd_from(inputs, kernel, threshold, otherwise):
+    """winograd.conv3x3_same(inputs, kernel) where the output has at least
+    threshold = (pixels, per_image) pixels, else otherwise(); decided when
+    traced if the map size is known then, else each call."""
+    import tensorflow as tf
+
+    pixels, per_image = threshold
+    if pixels == 0:
+        return winograd.conv3x3_same(inputs, kernel)
+    dims = list(inputs.shape[1:3]) if per_image else list(inputs.shape[:3])
+    if None not in dims:
+        if int(np.prod(dims)) >= pixels:
+            return winograd.conv3x3_same(inputs, kernel)
+        return otherwise()
+    shape = tf.shape(inputs)
+    count = tf.reduce_prod(shape[1:3] if per_image else shape[:3])
+    return tf.cond(count >= pixels,
+                   lambda: winograd.conv3x3_same(inputs, kernel), otherwise)
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class Conv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D running the ops chosen above; same weights,
@@ -213,6 +280,20 @@ class Conv2D(keras.layers.Conv2D):
         if (self.padding == "valid" and strides == (1, 1)
                 and spatial == (kh, kw)):
             return self._whole_input_matmul(inputs, kernel)
+        if ((kh, kw) == (3, 3) and strides == (1, 1) and self.padding == "same"
+                and min(int(inputs.shape[-1]), self.filters)
+                >= WINOGRAD_MIN_CHANNELS):
+            threshold = winograd_threshold(inputs.dtype)
+            if threshold is not None:
+                return _winograd_from(
+                    inputs, kernel, threshold,
+                    lambda: self._other_kernels(inputs, kernel))
+        return self._other_kernels(inputs, kernel)
+
+    def _other_kernels(self, inputs, kernel):
+        """The convolution where Winograd is not taken."""
+        kh, kw = tuple(self.kernel_size)
+        strides = tuple(self.strides)
         if not matmul_kernels():
             return super().convolution_op(inputs, kernel)
         if (kh, kw) == (1, 1):
