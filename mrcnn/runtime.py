@@ -264,7 +264,7 @@ def native_bf16(flags=None, gpus="probe"):
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
-def _bf16_aborts_under_isa_cap(flags=None, gpus="probe"):
+def bf16_aborts_under_isa_cap(flags=None, gpus="probe"):
     """Whether an oneDNN ISA cap below bfloat16 meets a CPU on which
     TensorFlow routes bfloat16 to oneDNN (AVX-512F), with no GPU."""
     cap = os.environ.get(ONEDNN_ISA_ENV, "").strip().upper()
@@ -291,7 +291,7 @@ def resolve_precision(name, flags=None, gpus="probe"):
         logger.info("MIXED_PRECISION 'auto': %s", chosen or
                     "float32 (no native bfloat16 on this machine)")
         return chosen
-    if name == "mixed_bfloat16" and _bf16_aborts_under_isa_cap(flags, gpus):
+    if name == "mixed_bfloat16" and bf16_aborts_under_isa_cap(flags, gpus):
         raise ValueError(
             "MIXED_PRECISION 'mixed_bfloat16' with ONEDNN_MAX_CPU_ISA={}: "
             "TensorFlow sees AVX-512 and hands bfloat16 convolutions to "

@@ -4,6 +4,7 @@ import pytest
 import keras
 
 from mrcnn import heads
+from tests import tiny
 from mrcnn.backbone import BatchNorm
 from mrcnn.heads import (BboxReshape, FoldedTimeDistributed,
                          build_fpn_mask_graph, fpn_classifier_graph)
@@ -185,6 +186,7 @@ def test_train_bn_reaches_head_batchnorms(train_bn):
 
 
 def test_mixed_precision_outputs_are_float32():
+    tiny.skip_if_bfloat16_cannot_run()
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:

@@ -66,6 +66,7 @@ def all_layers(keras_model):
 @pytest.fixture(scope="module")
 def bfloat16_trained(tmp_path_factory):
     """A bfloat16 model trained one step, its History and first weights."""
+    tiny.skip_if_bfloat16_cannot_run()
     model_dir = str(tmp_path_factory.mktemp("logs"))
     keras.utils.set_random_seed(2)
     model = modellib.MaskRCNN("training", BFloat16Config(), model_dir)
