@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn import conv
+from tests.graph_ops import op_types
 
 
 def _loss_and_gradients(layer, inputs):
@@ -120,41 +121,23 @@ def test_serializes_as_a_conv2d():
     assert clone.get_config() == layer.get_config()
 
 
-def _op_types(layer, shape):
-    """Op types of the traced forward and backward pass of `layer`."""
-    @tf.function
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(layer(x))
-        return tape.gradient(loss, layer.kernel.value)
-
-    graph = step.get_concrete_function(
-        tf.TensorSpec(shape, tf.float32)).graph
-    types = set()
-    for op in graph.get_operations():
-        types.add(op.type)
-        for function in graph._functions.values():
-            types.update(node.op for node in function.definition.node_def)
-    return types
-
-
 def test_matmul_kernels_replace_the_convolution_ops(monkeypatch):
     monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
-    pointwise = _op_types(conv.Conv2D(4, 1), (2, 8, 8, 3))
+    pointwise = op_types(conv.Conv2D(4, 1), (2, 8, 8, 3))
     assert "Conv2D" not in pointwise and "MatMul" in pointwise
-    large = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
+    large = op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
     assert "Conv2D" in large and "Conv2DBackpropFilter" not in large
     assert "MatMul" in large
     # Few channels, or small maps: the convolution's own filter gradient.
     for shape in [(2, 32, 32, 64), (2, 16, 16, 128)]:
-        small = _op_types(conv.Conv2D(4, 3, padding="same"), shape)
+        small = op_types(conv.Conv2D(4, 3, padding="same"), shape)
         assert "Conv2DBackpropFilter" in small and "MatMul" not in small
     # Map size unknown when traced: both, chosen at run time.
-    dynamic = _op_types(conv.Conv2D(4, 3, padding="same"),
+    dynamic = op_types(conv.Conv2D(4, 3, padding="same"),
                         (2, None, None, 128))
     assert {"Conv2DBackpropFilter", "MatMul"} <= dynamic
     monkeypatch.setenv(conv.KERNELS_ENV, "native")
-    native = _op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
+    native = op_types(conv.Conv2D(4, 3, padding="same"), (2, 32, 32, 128))
     assert "Conv2DBackpropFilter" in native and "MatMul" not in native
 
 
@@ -228,7 +211,7 @@ def test_batch_size_unknown_when_traced_chooses_bands_at_run_time(
     branch, two images the plain convolution; both traced once."""
     monkeypatch.setenv(conv.KERNELS_ENV, "matmul")
     layer = conv.Conv2D(3, 3, padding="same")
-    types = _op_types(layer, (None, None, None, 4))
+    types = op_types(layer, (None, None, None, 4))
     assert "ConcatV2" in types and types & {"If", "StatelessIf"}
     x = tf.constant(np.random.default_rng(2).normal(size=(2, 7, 5, 4)),
                     tf.float32)

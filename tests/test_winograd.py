@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mrcnn import conv, winograd
+from tests.graph_ops import op_types
 
 
 def _direct_correlation_1d(d, g):
@@ -156,21 +157,6 @@ def test_threshold_follows_the_kernels_and_the_environment(
     assert conv.winograd_threshold(dtype, flags) == expected
 
 
-def _op_types(layer, shape):
-    @tf.function
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(layer(x))
-        return tape.gradient(loss, layer.kernel.value)
-
-    graph = step.get_concrete_function(
-        tf.TensorSpec(shape, tf.float32)).graph
-    types = {op.type for op in graph.get_operations()}
-    for function in graph._functions.values():
-        types.update(node.op for node in function.definition.node_def)
-    return types
-
-
 def test_layer_takes_winograd_on_large_maps_only(monkeypatch):
     """No oneDNN cap (per-image rule): a 64x64 map with 128 channels in
     and out takes Winograd (batched products, no convolution op), a
@@ -179,12 +165,12 @@ def test_layer_takes_winograd_on_large_maps_only(monkeypatch):
     monkeypatch.setenv(conv.KERNELS_ENV, "auto")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "")
     monkeypatch.setattr(conv, "matmul_kernels", lambda flags=None: False)
-    large = _op_types(conv.Conv2D(128, 3, padding="same"), (1, 64, 64, 128))
+    large = op_types(conv.Conv2D(128, 3, padding="same"), (1, 64, 64, 128))
     assert "BatchMatMulV2" in large and "Conv2D" not in large
     for filters, shape in [(128, (1, 32, 32, 128)), (64, (1, 64, 64, 128))]:
-        small = _op_types(conv.Conv2D(filters, 3, padding="same"), shape)
+        small = op_types(conv.Conv2D(filters, 3, padding="same"), shape)
         assert "Conv2D" in small and "BatchMatMulV2" not in small
-    dynamic = _op_types(conv.Conv2D(128, 3, padding="same"),
+    dynamic = op_types(conv.Conv2D(128, 3, padding="same"),
                         (1, None, None, 128))
     assert {"Conv2D", "BatchMatMulV2"} <= dynamic
 
@@ -202,7 +188,7 @@ def test_layer_with_winograd_matches_keras_conv2d(monkeypatch):
     reference.build(inputs.shape)
     ours.build(inputs.shape)
     ours.set_weights(reference.get_weights())
-    assert "BatchMatMulV2" in _op_types(ours, inputs.shape)
+    assert "BatchMatMulV2" in op_types(ours, inputs.shape)
 
     def run(layer):
         with tf.GradientTape() as tape:
