@@ -186,7 +186,7 @@ def test_train_bn_reaches_head_batchnorms(train_bn):
 
 
 def test_mixed_precision_outputs_are_float32():
-    tiny.skip_if_bfloat16_cannot_run()
+    tiny.skip_if_16_bit_floats_cannot_run()
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:

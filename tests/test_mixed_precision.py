@@ -66,7 +66,7 @@ def all_layers(keras_model):
 @pytest.fixture(scope="module")
 def bfloat16_trained(tmp_path_factory):
     """A bfloat16 model trained one step, its History and first weights."""
-    tiny.skip_if_bfloat16_cannot_run()
+    tiny.skip_if_16_bit_floats_cannot_run()
     model_dir = str(tmp_path_factory.mktemp("logs"))
     keras.utils.set_random_seed(2)
     model = modellib.MaskRCNN("training", BFloat16Config(), model_dir)
@@ -168,6 +168,7 @@ def test_bfloat16_detect_agrees_with_float32(bfloat16_trained, tmp_path):
 
 
 def test_float16_graph_uses_loss_scaling_and_detects(tmp_path):
+    tiny.skip_if_16_bit_floats_cannot_run()
     training = modellib.MaskRCNN("training", Float16Config(), str(tmp_path))
     keras_model = training.keras_model
     assert keras_model.get_layer("conv1").compute_dtype == "float16"

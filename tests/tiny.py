@@ -43,12 +43,13 @@ def never_background(keras_model):
     logits.set_weights([kernel, bias])
 
 
-def skip_if_bfloat16_cannot_run():
-    """Skips the calling test where bfloat16 cannot run: an AVX-512 CPU
-    under an AVX2-class ONEDNN_MAX_CPU_ISA (the documented reproduction
-    of an AVX2 host), where TensorFlow hands bfloat16 to oneDNN and the
-    cap keeps oneDNN from building its kernels (the process would abort).
-    A real AVX2 host emulates bfloat16 and runs these tests."""
+def skip_if_16_bit_floats_cannot_run():
+    """Skips the calling test where bfloat16 and float16 convolutions
+    cannot run: an AVX-512 CPU under an AVX2-class ONEDNN_MAX_CPU_ISA (the
+    documented reproduction of an AVX2 host), where TensorFlow hands them
+    to oneDNN and the cap keeps oneDNN from building its kernels (an
+    abort, or "could not create a primitive descriptor"). A real AVX2
+    host runs them in Eigen, and runs these tests."""
     import os
 
     import pytest
@@ -56,6 +57,6 @@ def skip_if_bfloat16_cannot_run():
     from mrcnn import runtime
 
     if runtime.bf16_aborts_under_isa_cap():
-        pytest.skip("bfloat16 cannot run under {}={} on this AVX-512 CPU"
+        pytest.skip("16-bit float convolutions cannot run under {}={} on this AVX-512 CPU"
                     .format(runtime.ONEDNN_ISA_ENV,
                             os.environ.get(runtime.ONEDNN_ISA_ENV)))
