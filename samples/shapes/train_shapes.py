@@ -116,8 +116,8 @@ def main(argv=None):
     # 2,000 steps: mAP@0.5 0.96-0.97 (three runs, 2026-12-03). 1,600
     # (--epochs 16 --finetune-epochs 4) gave 0.893-0.949 in six runs on
     # 2026-12-04, one under the 0.9 target: too close to it. A step takes
-    # 0.31-0.33 s on a 2-core AVX2 CPU (float32): 2,000 should take about
-    # 10.5-11 minutes there (computed, not yet measured as whole runs).
+    # 0.31-0.33 s on a 2-core AVX2 CPU (float32): three runs in a row on
+    # 2026-12-06 (AVX2 cap) trained 10.3-10.9 minutes, mAP@0.5 0.95-0.96.
     parser.add_argument("--epochs", type=int, default=20,
                         help="epochs in all, the fine-tuning ones included")
     parser.add_argument("--finetune-epochs", type=int, default=5,
