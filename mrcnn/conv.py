@@ -41,8 +41,7 @@ the ops it runs differ, where that pays:
   (FPN, RPN, backbone and mask-head convs; a training step's P2 conv,
   forward and backward, 875 -> 422 ms), elsewhere from
   WINOGRAD_MIN_IMAGE_PIXELS a map (oneDNN's AVX-512 kernels are as fast
-  on smaller ones; the P2 conv 379 -> 266 ms). Tap (j, i) of the 6x6
-  tile is one of 36 products [tiles, C_in] @ [C_in, C_out].
+  on smaller ones; the P2 conv 379 -> 266 ms).
 
 ``$MRCNN_CONV_KERNELS`` = ``matmul`` (no Winograd) or ``native`` forces
 the choice, ``winograd`` takes Winograd for every 3x3 convolution it

@@ -66,14 +66,12 @@ def conv3x3_same(x, w):
 
     @tf.custom_gradient
     def convolution(x, w):
-        u = _filter_to_winograd(w)
-        v, tiles = _input_to_winograd(x)
-        y = _output_from_winograd(tf.matmul(v, u), tiles, tf.shape(x))
+        y, v, tiles = _forward(x, w)
 
         def gradient(dy):
             dm = _output_to_winograd(dy, tiles)
             du = tf.matmul(v, dm, transpose_a=True)
-            dx = _convolve(dy, _flipped(w))
+            dx = _forward(dy, _flipped(w))[0]
             return dx, _filter_from_winograd(du)
         return y, gradient
 
@@ -82,13 +80,16 @@ def conv3x3_same(x, w):
     return convolution(tf.convert_to_tensor(x), tf.convert_to_tensor(w))
 
 
-def _convolve(x, w):
-    """The forward pass alone (the input gradient's convolution)."""
+def _forward(x, w):
+    """The convolution without its custom gradient: (y [batch, H, W,
+    C_out], the transformed input V [36, batch * tiles, C_in], the tile
+    grid); the input gradient's convolution uses y alone."""
     import tensorflow as tf
 
     v, tiles = _input_to_winograd(x)
-    return _output_from_winograd(tf.matmul(v, _filter_to_winograd(w)),
-                                 tiles, tf.shape(x))
+    y = _output_from_winograd(tf.matmul(v, _filter_to_winograd(w)),
+                              tiles, tf.shape(x))
+    return y, v, tiles
 
 
 def _flipped(w):
