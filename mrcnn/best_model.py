@@ -20,10 +20,10 @@ import json
 import logging
 import math
 import os
-import uuid
 
 import keras
 
+from mrcnn import atomic_files
 from mrcnn import weights as weights_io
 
 logger = logging.getLogger(__name__)
@@ -182,10 +182,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
 
     def _write_json(self, state):
         # Written and renamed, like the weights: never half a file.
-        temporary = "{}.{}.tmp".format(self.json_path, uuid.uuid4().hex)
-        with open(temporary, "w") as f:
-            json.dump(state, f)
-        os.replace(temporary, self.json_path)
+        atomic_files.write_json(self.json_path, state)
 
     @staticmethod
     def _say(message):

@@ -19,12 +19,11 @@ import dataclasses
 import logging
 import os
 import tempfile
-import uuid
 
 import keras
 import numpy as np
 
-from mrcnn import weights_channels
+from mrcnn import atomic_files, weights_channels
 from mrcnn.weights_file import (KERAS3_FORMAT, LEGACY_FORMAT,  # noqa: F401
                                 WeightsFileError, _UnnamedLayersError,
                                 _detect_format, _open_h5, _read_layers,
@@ -338,17 +337,9 @@ def save_weights(keras_model, filepath):
     if not filepath.endswith(".weights.h5"):
         raise ValueError("save_weights: the file name must end with "
                          "'.weights.h5', got {}".format(filepath))
-    folder = os.path.dirname(os.path.abspath(filepath))
-    os.makedirs(folder, exist_ok=True)
     # The temporary name must end with .weights.h5 too, for Keras.
-    temporary = os.path.join(folder, ".{}.{}.tmp.weights.h5".format(
-        os.path.basename(filepath)[:-len(".weights.h5")], uuid.uuid4().hex))
-    try:
-        keras_model.save_weights(temporary)
-        os.replace(temporary, filepath)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_files.replacing(filepath, suffix=".tmp.weights.h5") as tmp:
+        keras_model.save_weights(tmp)
     return filepath
 
 
