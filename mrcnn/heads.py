@@ -114,7 +114,14 @@ class PositiveRois(keras.layers.Layer):
     its batch norm frozen, its loss and gradients are those of the whole
     set, for a fraction of the work (the mask head is the costliest part of
     a training step).
+
+    float32 whatever the dtype policy: its ROIs are those the mask targets
+    were cut at, and a 16-bit copy would crop a pixel or two elsewhere.
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
     def call(self, inputs):
         rois, target_class_ids = inputs
