@@ -26,6 +26,25 @@ from mrcnn.targets import DetectionTargetLayer
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
+# The layers whose outputs are box coordinates or box deltas, by graph (the
+# names of the layers built below). They compute in float32 whatever the
+# dtype policy: bfloat16 keeps 8 bits of mantissa, so a box near 1024 px
+# would move by up to 4 px, and the mask head would crop elsewhere than
+# where its targets were cut. "norm_input_rois" exists where USE_RPN_ROIS
+# is False, "mask_rois" where the mask head runs on the positive ROIs
+# (mask_head_on_positives). tests/test_mixed_precision.py holds the graphs
+# to these lists.
+BOX_LAYERS = {
+    "training": ("norm_gt_boxes", "norm_input_rois", "anchors", "rpn_bbox",
+                 "ROI", "proposal_targets", "mask_rois", "output_rois",
+                 "mrcnn_bbox_fc", "mrcnn_bbox"),
+    "inference": ("rpn_bbox", "ROI", "mrcnn_bbox_fc", "mrcnn_bbox",
+                  "mrcnn_detection", "detection_boxes"),
+}
+# The layers that crop the feature maps at those boxes (both graphs): their
+# box arithmetic is float32 too; the feature maps they read may be 16-bit.
+ROI_ALIGN_LAYERS = ("roi_align_classifier", "roi_align_mask")
+
 
 def check_image_shape(config):
     """Raise if the configured image size can't go through the pyramid."""

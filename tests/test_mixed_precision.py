@@ -6,8 +6,15 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import distribute
+from mrcnn import architecture, data, distribute, runtime
 from mrcnn import model as modellib
+from mrcnn.detection import DetectionLayer
+from mrcnn.graph_layers import (AnchorLayer, DetectionBoxesLayer,
+                                IdentityLayer, NormBoxesLayer)
+from mrcnn.heads import PositiveRois
+from mrcnn.roi_align import PyramidROIAlign
+from mrcnn.rpn import ProposalLayer
+from mrcnn.targets import DetectionTargetLayer
 from mrcnn.training import LOSS_NAMES
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
@@ -32,15 +39,17 @@ def inference_config(base):
 
 
 # Layers whose outputs feed box math, sampling or losses: float32 (int32
-# for class ids) under any policy.
-FLOAT32_TRAINING_LAYERS = (
-    "norm_gt_boxes", "anchors", "rpn_class_logits", "rpn_class", "rpn_bbox",
-    "ROI", "proposal_targets", "roi_align_classifier", "roi_align_mask",
-    "mrcnn_class_logits", "mrcnn_class", "mrcnn_bbox", "mrcnn_mask",
-    "output_rois") + LOSS_NAMES
-FLOAT32_INFERENCE_LAYERS = (
-    "rpn_class", "rpn_bbox", "ROI", "mrcnn_class", "mrcnn_bbox",
-    "mrcnn_detection", "detection_boxes", "roi_align_mask", "mrcnn_mask")
+# for class ids) under any policy. TinyConfig's training graph has neither
+# external ROIs nor the mask head on positives.
+OPTIONAL_BOX_LAYERS = ("norm_input_rois", "mask_rois")
+FLOAT32_TRAINING_LAYERS = tuple(
+    name for name in architecture.BOX_LAYERS["training"]
+    if name not in OPTIONAL_BOX_LAYERS) + architecture.ROI_ALIGN_LAYERS + (
+    "rpn_class_logits", "rpn_class", "mrcnn_class_logits", "mrcnn_class",
+    "mrcnn_mask") + LOSS_NAMES
+FLOAT32_INFERENCE_LAYERS = (architecture.BOX_LAYERS["inference"]
+                            + architecture.ROI_ALIGN_LAYERS
+                            + ("rpn_class", "mrcnn_class", "mrcnn_mask"))
 
 
 def shapes_dataset(count, seed):
@@ -184,3 +193,109 @@ def test_float16_graph_uses_loss_scaling_and_detects(tmp_path):
     inference = modellib.MaskRCNN("inference", config, str(tmp_path))
     image = shapes_dataset(1, seed=4).load_image(0)
     check_detect_structure(inference.detect([image]), [image], config)
+
+
+class AllBoxLayersConfig(TinyConfig):
+    """A training graph with every layer of architecture.BOX_LAYERS:
+    external ROIs (norm_input_rois) and the mask head on the positive ROIs
+    (mask_rois)."""
+    NAME = "tinympboxes"
+    USE_RPN_ROIS = False
+    MASK_HEAD_POSITIVE_ROIS = True
+
+
+# Inputs that hold boxes, box deltas or the image window (in image_meta).
+BOX_INPUTS = ("input_image_meta", "input_rpn_bbox", "input_gt_boxes",
+              "input_rois", "input_anchors")
+# The classes that exist to carry or crop at boxes: any layer of theirs in
+# a graph must be listed.
+BOX_LAYER_CLASSES = (AnchorLayer, NormBoxesLayer, ProposalLayer,
+                     DetectionTargetLayer, PositiveRois, IdentityLayer,
+                     DetectionLayer, DetectionBoxesLayer, PyramidROIAlign)
+
+
+def build_graph(mode, policy):
+    """The mode's graph of AllBoxLayersConfig under the dtype policy."""
+    if mode == "training":
+        config, build = AllBoxLayersConfig(), architecture.build_training_graph
+    else:
+        config = inference_config(AllBoxLayersConfig)
+        build = architecture.build_inference_graph
+    with runtime.precision_policy(policy):
+        inputs, outputs = build(config)
+        return keras.Model(inputs, outputs)
+
+
+def producers(layer):
+    """Names of the layers whose outputs `layer` reads."""
+    return {tensor._keras_history.operation.name
+            for node in layer._inbound_nodes for tensor in node.input_tensors}
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+@pytest.mark.parametrize("mode", ["training", "inference"])
+def test_box_layers_compute_in_float32(mode, policy):
+    """Every layer that carries boxes or crops at them computes in float32
+    and outputs float32 boxes (int32 class ids) while the convolutions run
+    in 16 bits; the list is complete, and whatever reads boxes (losses
+    included) computes in float32 too."""
+    keras_model = build_graph(mode, policy)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert keras_model.get_layer("conv1").compute_dtype == policy[len("mixed_"):]
+    listed = architecture.BOX_LAYERS[mode] + architecture.ROI_ALIGN_LAYERS
+    names = {layer.name for layer in keras_model.layers}
+    assert set(listed) <= names, set(listed) - names
+    for name in listed:
+        layer = keras_model.get_layer(name)
+        assert layer.compute_dtype == "float32", (name, layer.compute_dtype)
+        assert output_dtypes(keras_model, name) <= {"float32", "int32"}, name
+        output = layer.output
+        first = output[0] if isinstance(output, (list, tuple)) else output
+        assert str(first.dtype) == "float32", name
+    for name in BOX_INPUTS:
+        if name in names:
+            assert output_dtypes(keras_model, name) <= {"float32", "int32"}
+    box_sources = set(architecture.BOX_LAYERS[mode]) | set(BOX_INPUTS)
+    for layer in keras_model.layers:
+        if isinstance(layer, BOX_LAYER_CLASSES):
+            assert layer.name in listed, (layer.name, type(layer).__name__)
+        if producers(layer) & box_sources:
+            assert layer.compute_dtype == "float32", (
+                layer.name, sorted(producers(layer) & box_sources))
+
+
+class PositivesBFloat16Config(BFloat16Config):
+    """bfloat16, the mask head on the positive ROIs, the ground truth boxes
+    among the proposals (so that there are positives to crop)."""
+    NAME = "tinymppositives"
+    MASK_HEAD_POSITIVE_ROIS = True
+    ADD_GT_TO_PROPOSALS = True
+
+
+def test_bfloat16_mask_head_crops_at_the_mask_targets_boxes(tmp_path):
+    """Under bfloat16 the boxes the mask head's ROIAlign crops at are, bit
+    for bit, the float32 ROIs DetectionTargetLayer cut the mask targets at
+    (the positives first): PositiveRois' slice of them, done in numpy."""
+    tiny.skip_if_16_bit_floats_cannot_run()
+    keras.utils.set_random_seed(5)
+    config = PositivesBFloat16Config()
+    keras_model = modellib.MaskRCNN("training", config,
+                                    str(tmp_path)).keras_model
+    rois, class_ids = keras_model.get_layer("proposal_targets").output[:2]
+    crop_boxes = keras_model.get_layer("roi_align_mask").input[0]
+    probe = keras.Model(keras_model.inputs, [rois, class_ids, crop_boxes])
+    batch = data.MaskRCNNDataset(shapes_dataset(2, seed=6), config,
+                                 shuffle=False)[0]
+    rois, class_ids, crop_boxes = (np.asarray(out) for out in probe(
+        [batch[tensor.name] for tensor in keras_model.inputs]))
+
+    positives = int(np.max(np.sum(class_ids > 0, axis=1)))
+    assert positives > 0
+    expected = rois[:, :positives]
+    assert crop_boxes.dtype == np.float32
+    np.testing.assert_array_equal(crop_boxes.view(np.uint32),
+                                  expected.view(np.uint32))
+    # The check has teeth: bfloat16 would have moved these boxes.
+    rounded = np.asarray(keras.ops.cast(
+        keras.ops.cast(expected, "bfloat16"), "float32"))
+    assert not np.array_equal(rounded, expected)
