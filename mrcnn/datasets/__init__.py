@@ -69,8 +69,8 @@ def locate_dataset(path, format=None, subset=None):  # noqa: A002
     return _locate_folder(path, format)
 
 
-def load_dataset(path, format=None, subset=None, reference_classes=None,  # noqa: A002
-                 **options):
+def load_dataset(path, format=None, subset=None,  # noqa: A002
+                 reference_classes=None, **options):
     """Load and prepare the dataset at ``path`` (format auto-detected).
 
     reference_classes: the class names whose ids this dataset must use, in
