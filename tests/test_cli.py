@@ -727,3 +727,14 @@ def test_metrics_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         cli.write_evaluation({"confusion": {}, "mAP50": 0.5}, str(tmp_path))
     assert (tmp_path / "metrics.json").read_text() == previous
+
+
+def test_output_stems_are_distinct_and_keep_each_input_s_name():
+    paths = ["a/img.jpg", "b/img.png", "c/IMG.tif", "img_2.jpg", "d/x.y.png"]
+    stems = cli.output_stems(paths)
+    # Distinct even where the file system ignores case.
+    assert len({s.lower() for s in stems}) == len(paths)
+    for path, stem in zip(paths, stems):
+        own = os.path.splitext(os.path.basename(path))[0]
+        assert stem == own or stem.lower().startswith(own.lower() + "_")
+    assert stems[0] == "img"  # the first of a stem keeps it as it is
