@@ -8,7 +8,9 @@
 
 Every training run writes ``run_config.json`` (class names and the config
 values that differ from the defaults) beside its checkpoints, so `detect`
-and `evaluate` rebuild the same model from the weights path alone.
+and `evaluate` rebuild the same model from the weights path alone. Its
+class names are the reference: the validation set of `train` and the
+dataset of `evaluate` get their class ids by name from them.
 """
 
 import argparse
@@ -26,6 +28,8 @@ from mrcnn.cli_setup import (COCO_CLASS_NAMES, COCO_WEIGHTS_FILE,  # noqa: E402,
                              load_weights_arg, make_config, parse_overrides,
                              read_run_config, resolve_weights, sample_config,
                              sample_model, weights_file, write_run_config)
+from mrcnn.cli_outputs import (jsonable as _jsonable,  # noqa: E402,F401
+                               output_stems, write_evaluation, write_json)
 
 
 def report_error(prog, command, error):
@@ -57,12 +61,14 @@ def loader_options(args):
     return options
 
 
-def load_dataset(path, fmt, subset=None, options=None):
+def load_dataset(path, fmt, subset=None, options=None, reference=None):
     """A prepared Dataset of a folder or file (mrcnn.datasets.load_dataset)
-    in format fmt (None: detected); loader errors become CliError."""
+    in format fmt (None: detected), its class ids by name from the class
+    names `reference` when given; loader errors become CliError."""
     from mrcnn import datasets
     try:
         return datasets.load_dataset(path, format=fmt, subset=subset,
+                                     reference_classes=reference,
                                      **(options or {}))
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e))
@@ -81,8 +87,11 @@ def cmd_train(args):
                              options)
     val_set = None
     if args.val_dataset or args.val_subset:
+        # The training set's ids by name: a class the validation set
+        # lacks must not shift the ids of the classes after it.
         val_set = load_dataset(args.val_dataset or args.dataset, args.format,
-                               args.val_subset, options)
+                               args.val_subset, options,
+                               reference=train_set.class_names)
     if args.steps:
         overrides["STEPS_PER_EPOCH"] = args.steps
     if val_set is None:
@@ -113,26 +122,41 @@ def cmd_train(args):
     return 0
 
 
-def inference_model(args):
-    """Builds the inference model for --weights, with its class names."""
-    from mrcnn import model as modellib
+def model_classes(args):
+    """What --weights says of the model: {"path", "class_names", "name",
+    "overrides"}. The class names are those of the run_config.json beside
+    the weights, else COCO's for --weights coco, else --class-names (with a
+    note on stderr that no run_config.json was found), else None."""
     kind, path = resolve_weights(args.weights, args.logs, args.name)
     if kind == "none":
         raise CliError("detect/evaluate need --weights")
     run = read_run_config(path) if path else None
-    overrides = parse_overrides(args.set)
+    info = {"path": path, "class_names": None, "name": args.name,
+            "overrides": parse_overrides(args.set)}
     if run:
-        class_names = run["class_names"]
-        overrides = dict(run["overrides"], **overrides)
-        name = run["name"]
+        info.update(class_names=run["class_names"], name=run["name"],
+                    overrides=dict(run["overrides"], **info["overrides"]))
     elif kind == "coco":
-        class_names, name = COCO_CLASS_NAMES, "coco"
+        info.update(class_names=COCO_CLASS_NAMES, name="coco")
     elif args.class_names:
-        class_names = ["BG"] + args.class_names.split(",")
-        name = args.name
-    else:
+        info["class_names"] = ["BG"] + [
+            c.strip() for c in args.class_names.split(",")]
+        print("note: no {} beside {}: class ids follow --class-names"
+              .format(RUN_CONFIG, path), file=sys.stderr)
+    return info
+
+
+def inference_model(args, model_info=None):
+    """Builds the inference model for --weights (model_info: what
+    model_classes(args) returned, with class names); returns it and its
+    class names."""
+    from mrcnn import model as modellib
+    info = model_info or model_classes(args)
+    class_names, path = info["class_names"], info["path"]
+    if class_names is None:
         raise CliError("no {} beside {}: pass --class-names a,b,c".format(
             RUN_CONFIG, path))
+    overrides, name = dict(info["overrides"]), info["name"]
     for key in ("STEPS_PER_EPOCH", "VALIDATION_STEPS"):
         overrides.pop(key, None)
     if args.min_confidence is not None:
@@ -146,8 +170,9 @@ def inference_model(args):
 
 def cmd_detect(args):
     """`mrcnn detect`: detects objects in the images, writing
-    <image>_detections.png for each and detections.json (COCO-style results
-    with RLE masks) to --out. Returns the exit status."""
+    <stem>_detections.png for each (stems made distinct: output_stems) and
+    detections.json (COCO-style results with RLE masks, written atomically)
+    to --out. Returns the exit status."""
     import numpy as np
     import skimage.io
     from mrcnn import visualize
@@ -157,6 +182,7 @@ def cmd_detect(args):
     model, class_names = inference_model(args)
     os.makedirs(args.out, exist_ok=True)
     results = []
+    stems = output_stems(args.images)
     for image_id, image_path in enumerate(args.images):
         try:
             image = skimage.io.imread(image_path)
@@ -168,8 +194,7 @@ def cmd_detect(args):
         r = (model.detect_tiled([image], tile=args.tile,
                                 overlap=args.overlap)[0] if args.tile
              else model.detect([image])[0])
-        stem = os.path.splitext(os.path.basename(image_path))[0]
-        png = os.path.join(args.out, stem + "_detections.png")
+        png = os.path.join(args.out, stems[image_id] + "_detections.png")
         visualize.save_instances(png, image, r["rois"], r["masks"],
                                  r["class_ids"], class_names, r["scores"])
         for i in range(len(r["class_ids"])):
@@ -186,8 +211,7 @@ def cmd_detect(args):
         print("{}: {} instances -> {}".format(image_path, len(r["class_ids"]),
                                               png))
     json_path = os.path.join(args.out, "detections.json")
-    with open(json_path, "w") as f:
-        json.dump(results, f)
+    write_json(json_path, results)
     print(json.dumps({"images": len(args.images), "detections": len(results),
                       "results": json_path}))
     return 0
@@ -200,45 +224,23 @@ def cmd_evaluate(args):
     per_class_ap.png, and printed as one JSON line. Returns the exit
     status."""
     from mrcnn import evaluate
-    model, _ = inference_model(args)
+    info = model_classes(args)
+    # The model's class names number the dataset's classes by name, so
+    # that metrics compare each class with itself.
     dataset = load_dataset(args.dataset, args.format, args.subset,
-                           loader_options(args))
+                           loader_options(args), reference=info["class_names"])
+    if info["class_names"] is None:
+        print("note: no {} beside {} and no --class-names: the model's "
+              "classes are taken to be the dataset's own, in its order ({})"
+              .format(RUN_CONFIG, info["path"],
+                      ", ".join(dataset.class_names)), file=sys.stderr)
+        info["class_names"] = dataset.class_names
+    model, _ = inference_model(args, info)
     metrics = evaluate.evaluate_model(model, dataset, limit=args.limit,
                                       verbose=True, confusion_iou=args.iou)
     metrics["files"] = write_evaluation(metrics, args.out)
     print(json.dumps(_jsonable(metrics)))
     return 0
-
-
-def write_evaluation(metrics, folder):
-    """metrics.json, confusion_matrix.png and per_class_ap.png in folder.
-    Returns {kind: path}."""
-    import matplotlib.pyplot as plt
-    from mrcnn import visualize
-    plt.switch_backend("agg")  # files only: a command opens no window
-    os.makedirs(folder, exist_ok=True)
-    paths = {name: os.path.join(folder, name + suffix) for name, suffix in (
-        ("metrics", ".json"), ("confusion_matrix", ".png"),
-        ("per_class_ap", ".png"))}
-    with open(paths["metrics"], "w") as f:
-        json.dump(_jsonable(metrics), f, indent=1)
-    visualize.plot_confusion_matrix(metrics["confusion"],
-                                    save_path=paths["confusion_matrix"])
-    visualize.plot_per_class_ap(
-        {kind: metrics[kind]["per_class"] for kind in ("bbox", "segm")
-         if kind in metrics}, save_path=paths["per_class_ap"])
-    return paths
-
-
-def _jsonable(value):
-    import numpy as np
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    return value
 
 
 def cmd_check_dataset(args):

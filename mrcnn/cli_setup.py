@@ -113,11 +113,13 @@ def make_config(name, num_classes, overrides, inference=False):
 
 
 def write_run_config(log_dir, name, class_names, overrides):
-    """Writes RUN_CONFIG (name, class names, --set overrides) in log_dir."""
-    os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, RUN_CONFIG), "w") as f:
-        json.dump({"name": name, "class_names": list(class_names),
-                   "overrides": overrides}, f, indent=2)
+    """Writes RUN_CONFIG (name, class names, --set overrides) in log_dir,
+    atomically. Its class names are the run's reference: `evaluate` and
+    `detect` read them back, and number datasets by them."""
+    from mrcnn import atomic_files
+    atomic_files.write_json(os.path.join(log_dir, RUN_CONFIG), {
+        "name": name, "class_names": list(class_names),
+        "overrides": overrides}, indent=2)
 
 
 def read_run_config(weights_path):

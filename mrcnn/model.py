@@ -41,6 +41,7 @@ from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F40
                         mold_image, parse_image_meta, unmold_image,
                         MaskRCNNDataset, DataSequence)
 from mrcnn.checkpoints import CHECKPOINT_RE  # noqa: F401
+from mrcnn.class_identity import check_class_count
 from mrcnn.detection import DetectionLayer, refine_detections_graph  # noqa: F401
 from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
 from mrcnn.losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,  # noqa: F401
@@ -188,7 +189,8 @@ class MaskRCNN(object):
               patience=None):
         """Trains the model.
 
-        train_dataset, val_dataset: prepared Dataset objects (val may be None).
+        train_dataset, val_dataset: prepared Dataset objects (val may be None)
+            of config.NUM_CLASSES classes each (else ValueError).
         learning_rate: The learning rate to train with.
         epochs: Number of training epochs. Previous training epochs count, so
             this is the epoch number to reach, not the number to add.
@@ -210,6 +212,9 @@ class MaskRCNN(object):
         """
         if self.mode != "training":
             raise RuntimeError("Create the model in training mode to train.")
+        # Before any step: other class ids would mean other classes.
+        check_class_count(train_dataset, self.config, "training")
+        check_class_count(val_dataset, self.config, "validation")
         layers = LAYER_REGEX.get(layers, layers)
         train_feed, val_feed = training.training_feeds(
             self.config, train_dataset, val_dataset, augmentation,

@@ -320,14 +320,16 @@ class RecordingTrainer:
 
     def __init__(self, mode, config, model_dir):
         self.log_dir = os.path.join(model_dir, "run")
+        self.config = config
         self.epoch = 0
         self.loaded = []
+        self.trained = []
 
     def load_weights(self, path, by_name=False, exclude=None):
         self.loaded.append((path, by_name, exclude))
 
     def train(self, *args, **kwargs):
-        pass
+        self.trained.append(args)
 
     def find_last(self):
         return "checkpoint.weights.h5"
@@ -545,3 +547,194 @@ def test_detect_with_a_broken_weights_file_names_it(tmp_path, capsys):
                       + tiny_set_args())
     assert status == 2
     assert "broken.h5" in capsys.readouterr().err
+
+
+############################################################
+#  A class is the same class everywhere
+############################################################
+
+def record_models(monkeypatch):
+    """MaskRCNN replaced by RecordingTrainer (no graph built); returns the
+    list of the models made."""
+    from mrcnn import model as modellib
+    models = []
+    monkeypatch.setattr(modellib, "MaskRCNN", lambda **kwargs: models.append(
+        RecordingTrainer(**kwargs)) or models[-1])
+    return models
+
+
+def test_train_numbers_the_val_set_by_the_training_class_names(
+        tmp_path, monkeypatch):
+    from tests.test_class_identity import (TRAIN, VAL_WITHOUT_DOG,
+                                           label_ids, write_via)
+    write_via(tmp_path / "data" / "train", TRAIN)
+    write_via(tmp_path / "data" / "val", VAL_WITHOUT_DOG)  # no "dog"
+    models = record_models(monkeypatch)
+    status, out = run_cli([
+        "train", "--dataset", str(tmp_path / "data"), "--format", "via",
+        "--train-subset", "train", "--val-subset", "val",
+        "--class-attribute", "kind", "--weights", "none", "--epochs", "1",
+        "--logs", str(tmp_path / "logs")])
+    assert status == 0, out
+    [model] = models
+    [(train_set, val_set)] = [args[:2] for args in model.trained]
+    assert val_set.class_names == train_set.class_names
+    got, expected = label_ids(val_set, VAL_WITHOUT_DOG,
+                              train_set.class_names)
+    assert got == expected
+    with open(os.path.join(model.log_dir, cli.RUN_CONFIG)) as f:
+        assert json.load(f)["class_names"] == train_set.class_names
+
+
+def write_run(folder, class_names):
+    """A weights file (empty: the stand-in model loads nothing) with a
+    run_config.json of these class names beside it."""
+    os.makedirs(str(folder), exist_ok=True)
+    weights = folder / "mask_rcnn_run_0001.weights.h5"
+    weights.write_bytes(b"")
+    cli.write_run_config(str(folder), "run", class_names, {})
+    return str(weights)
+
+
+@pytest.fixture
+def evaluated(monkeypatch):
+    """Runs `mrcnn evaluate` with stand-ins for the model and the
+    evaluation; returns a function of the argv giving (status, the
+    evaluated dataset or None, the model or None)."""
+    from mrcnn import evaluate
+    seen = {}
+
+    def evaluate_model(model, dataset, **kwargs):
+        seen.update(model=model, dataset=dataset)
+        return {"confusion": {}}
+    monkeypatch.setattr(evaluate, "evaluate_model", evaluate_model)
+    monkeypatch.setattr(cli, "write_evaluation", lambda metrics, out: {})
+    record_models(monkeypatch)
+
+    def run(argv):
+        seen.clear()
+        status, _ = run_cli(["evaluate"] + argv)
+        return status, seen.get("dataset"), seen.get("model")
+    return run
+
+
+def test_evaluate_numbers_the_dataset_by_the_run_class_names(
+        tmp_path, evaluated):
+    from tests.test_class_identity import (VAL_WITHOUT_DOG, label_ids,
+                                           write_via)
+    # Not the sorted order the loader would give the dataset's own names.
+    run_names = ["BG", "fox", "dog", "cat"]
+    weights = write_run(tmp_path / "run", run_names)
+    write_via(tmp_path / "val", VAL_WITHOUT_DOG)
+    status, dataset, model = evaluated([
+        "--weights", weights, "--logs", str(tmp_path), "--dataset",
+        str(tmp_path / "val"), "--format", "via",
+        "--class-attribute", "kind"])
+    assert status == 0
+    assert dataset.class_names == run_names
+    assert model.config.NUM_CLASSES == len(run_names)
+    got, expected = label_ids(dataset, VAL_WITHOUT_DOG, run_names)
+    assert got == expected
+
+
+def test_evaluate_of_a_class_the_model_lacks_names_it_and_the_file(
+        tmp_path, evaluated, capsys):
+    from tests.test_class_identity import write_via
+    weights = write_run(tmp_path / "run", ["BG", "cat", "dog"])
+    annotations = write_via(tmp_path / "val", [("cat",), ("wolf",)])
+    status, dataset, _ = evaluated([
+        "--weights", weights, "--logs", str(tmp_path), "--dataset",
+        str(tmp_path / "val"), "--format", "via",
+        "--class-attribute", "kind"])
+    assert status == 2 and dataset is None
+    err = capsys.readouterr().err
+    assert "'wolf'" in err and str(annotations) in err
+
+
+def test_evaluate_without_run_config_uses_the_dataset_names_and_says_so(
+        tmp_path, evaluated, capsys):
+    from tests.test_class_identity import write_via
+    weights = tmp_path / "lone.weights.h5"
+    weights.write_bytes(b"")
+    write_via(tmp_path / "val", [("cat",), ("dog",)])
+    status, dataset, model = evaluated([
+        "--weights", str(weights), "--logs", str(tmp_path), "--dataset",
+        str(tmp_path / "val"), "--format", "via",
+        "--class-attribute", "kind"])
+    assert status == 0
+    assert model.config.NUM_CLASSES == dataset.num_classes == 3
+    err = capsys.readouterr().err
+    assert cli.RUN_CONFIG in err and "cat, dog" in err
+
+
+############################################################
+#  detect and evaluate never overwrite their own outputs
+############################################################
+
+def test_detect_gives_inputs_of_one_stem_distinct_outputs(
+        confident_checkpoint, trained, via_root, tmp_path):
+    images = []
+    for folder, name in (("a", "img0.png"), ("b", "img1.png")):
+        os.makedirs(str(tmp_path / folder))
+        images.append(str(tmp_path / folder / "img.png"))
+        shutil.copy(str(via_root / "val" / name), images[-1])
+    out_dir = tmp_path / "detections"
+    status, out = run_cli(["detect", "--weights", confident_checkpoint,
+                           "--logs", trained["logs"], "--out", str(out_dir)]
+                          + images)
+    assert status == 0, out
+    # Each input's line names its figure: "<image>: N instances -> <png>".
+    written = dict(line.split(" instances -> ")[::-1]
+                   for line in out.splitlines() if " instances -> " in line)
+    assert len(written) == 2
+    for png in written:
+        assert os.path.isfile(png)
+    assert sorted(os.listdir(str(out_dir))) == sorted(
+        [os.path.basename(p) for p in written] + ["detections.json"])
+
+
+def fail_json_after_first_chunk(monkeypatch):
+    """Makes JSON encoding fail after its first chunk, as a full disk or a
+    kill would midway through a write."""
+    real = json.JSONEncoder.iterencode
+
+    def failing(self, o, _one_shot=False):
+        chunks = iter(real(self, o, _one_shot))
+        yield next(chunks)
+        raise OSError("No space left on device")
+    monkeypatch.setattr(json.JSONEncoder, "iterencode", failing)
+
+
+def test_detections_json_is_written_whole_or_not_at_all(
+        confident_checkpoint, trained, via_root, tmp_path, monkeypatch):
+    out_dir = tmp_path / "detections"
+    out_dir.mkdir()
+    previous = '[{"from": "an earlier run"}]'
+    (out_dir / "detections.json").write_text(previous)
+    fail_json_after_first_chunk(monkeypatch)
+    with pytest.raises(OSError):
+        run_cli(["detect", "--weights", confident_checkpoint, "--logs",
+                 trained["logs"], "--out", str(out_dir),
+                 str(via_root / "val" / "img0.png")])
+    assert (out_dir / "detections.json").read_text() == previous
+    assert not [n for n in os.listdir(str(out_dir)) if n.endswith(".tmp")]
+
+
+def test_metrics_json_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    previous = '{"from": "an earlier run"}'
+    (tmp_path / "metrics.json").write_text(previous)
+    fail_json_after_first_chunk(monkeypatch)
+    with pytest.raises(OSError):
+        cli.write_evaluation({"confusion": {}, "mAP50": 0.5}, str(tmp_path))
+    assert (tmp_path / "metrics.json").read_text() == previous
+
+
+def test_output_stems_are_distinct_and_keep_each_input_s_name():
+    paths = ["a/img.jpg", "b/img.png", "c/IMG.tif", "img_2.jpg", "d/x.y.png"]
+    stems = cli.output_stems(paths)
+    # Distinct even where the file system ignores case.
+    assert len({s.lower() for s in stems}) == len(paths)
+    for path, stem in zip(paths, stems):
+        own = os.path.splitext(os.path.basename(path))[0]
+        assert stem == own or stem.lower().startswith(own.lower() + "_")
+    assert stems[0] == "img"  # the first of a stem keeps it as it is

@@ -18,6 +18,7 @@ dataset::
 
 import os
 
+from mrcnn.class_identity import align_classes
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.labelme import LabelMeDataset
 from mrcnn.datasets.masks import MasksDataset, detect_masks_layout
@@ -68,9 +69,16 @@ def locate_dataset(path, format=None, subset=None):  # noqa: A002
     return _locate_folder(path, format)
 
 
-def load_dataset(path, format=None, subset=None, **options):  # noqa: A002
+def load_dataset(path, format=None, subset=None,  # noqa: A002
+                 reference_classes=None, **options):
     """Load and prepare the dataset at ``path`` (format auto-detected).
 
+    reference_classes: the class names whose ids this dataset must use, in
+        id order ("BG" first or not): pass the training set's
+        ``class_names`` for a validation or test set, so that each class
+        gets the training set's id by name. Classes it lacks are fine; a
+        class not in them is a ValueError naming the file and the class.
+        None: the loader's own numbering (see mrcnn.class_identity).
     options go to the loader (e.g. class_attribute for VIA, class_names),
     except apply_exif_orientation, which sets that Dataset attribute
     before loading (default: the loader's own, True for LabelMe only).
@@ -85,8 +93,26 @@ def load_dataset(path, format=None, subset=None, **options):  # noqa: A002
     if format == "masks":
         options.pop("skip_missing", None)  # every masks image is a file
     getattr(dataset, method)(target, **dict(extra, **options))
+    if reference_classes is not None:
+        align_classes(dataset, reference_classes, target,
+                      lambda name: _class_file(dataset, name))
     dataset.prepare()
     return dataset
+
+
+def _class_file(dataset, name):
+    """The first annotation file of a loaded dataset that uses class name
+    (LabelMe json, mask PNG, label sidecar), or None (one file for all)."""
+    for info in dataset.image_info:
+        labels = [s.get("label") for s in info.get("shapes", [])]
+        if name in labels:
+            return info.get("json_path")
+        for mask_path, mask_class in info.get("mask_files", []):
+            if mask_class == name:
+                return mask_path
+        if name in (info.get("label_classes") or {}).values():
+            return info.get("sidecar_path")
+    return None
 
 
 def _locate_file(path, format):  # noqa: A002
