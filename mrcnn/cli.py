@@ -149,8 +149,7 @@ def cmd_detect(args):
     <image>_detections.png for each and detections.json (COCO-style results
     with RLE masks) to --out. Returns the exit status."""
     import numpy as np
-    import skimage.io
-    from mrcnn import visualize
+    from mrcnn import image_io, visualize
     from pycocotools import mask as mask_utils
     if args.overlap is not None and not args.tile:
         raise CliError("--overlap needs --tile")
@@ -158,13 +157,10 @@ def cmd_detect(args):
     os.makedirs(args.out, exist_ok=True)
     results = []
     for image_id, image_path in enumerate(args.images):
-        try:
-            image = skimage.io.imread(image_path)
-        except Exception as e:
+        try:  # the decoder of training: RGB uint8, stored frame
+            image = image_io.read_image(image_path)
+        except (OSError, ValueError) as e:
             raise CliError("cannot read image {}: {}".format(image_path, e))
-        if image.ndim == 2:
-            image = np.stack([image] * 3, axis=-1)
-        image = image[..., :3]
         r = (model.detect_tiled([image], tile=args.tile,
                                 overlap=args.overlap)[0] if args.tile
              else model.detect([image])[0])

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from mrcnn import utils
+from mrcnn import image_io, utils
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -165,7 +165,7 @@ def decode_image_data(image_data, where):
     """RGB uint8 [height, width, 3] from LabelMe's base64 imageData."""
     try:
         with Image.open(io.BytesIO(base64.b64decode(image_data))) as image:
-            return np.array(image.convert("RGB"))
+            return image_io.pil_to_rgb(image, where)
     except Exception as error:  # noqa: BLE001
         raise ValueError("{}: cannot decode imageData: {}".format(
             where, error)) from error
