@@ -115,7 +115,12 @@ def _pasted_mask(encoded, left, top, image_shape):
     """A "mask" shape: a base64 PNG of its box, pasted at (top, left)."""
     if not encoded:
         raise ValueError("mask shape has no 'mask' data")
-    patch = np.array(Image.open(io.BytesIO(base64.b64decode(encoded)))) > 0
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+            patch = np.array(image) > 0
+    except Exception as error:  # noqa: BLE001 - binascii, PIL: all one
+        raise ValueError("its 'mask' data is not a base64 image ({}: {})"
+                         .format(type(error).__name__, error)) from error
     if patch.ndim == 3:
         patch = patch.any(axis=2)
     mask = np.zeros(image_shape, dtype=bool)
