@@ -174,8 +174,7 @@ def cmd_detect(args):
     detections.json (COCO-style results with RLE masks, written atomically)
     to --out. Returns the exit status."""
     import numpy as np
-    import skimage.io
-    from mrcnn import visualize
+    from mrcnn import image_io, visualize
     from pycocotools import mask as mask_utils
     if args.overlap is not None and not args.tile:
         raise CliError("--overlap needs --tile")
@@ -184,13 +183,10 @@ def cmd_detect(args):
     results = []
     stems = output_stems(args.images)
     for image_id, image_path in enumerate(args.images):
-        try:
-            image = skimage.io.imread(image_path)
-        except Exception as e:
+        try:  # the decoder of training: RGB uint8, stored frame
+            image = image_io.read_image(image_path)
+        except (OSError, ValueError) as e:
             raise CliError("cannot read image {}: {}".format(image_path, e))
-        if image.ndim == 2:
-            image = np.stack([image] * 3, axis=-1)
-        image = image[..., :3]
         r = (model.detect_tiled([image], tile=args.tile,
                                 overlap=args.overlap)[0] if args.tile
              else model.detect([image])[0])

@@ -20,7 +20,9 @@ Causes (keys of :data:`CAUSES`):
 * ``no_area``: a shape not wholly outside the image covers no pixel of it
   (fewer than 3 polygon points, no width or height, too thin);
 * ``empty_mask_file``: a mask image of a masks folder has no foreground
-  pixel.
+  pixel;
+* ``unknown_category``: a COCO annotation's ``category_id`` is not among
+  the file's categories.
 
 The records live with each dataset object (a new dataset starts clean),
 and are thread-safe: the training feed builds batches in worker threads.
@@ -47,6 +49,8 @@ CAUSES = {
     "no_area": "their shape covers no pixel of the image (fewer than 3 "
                "polygon points, no width or height, or too thin)",
     "empty_mask_file": "their mask image has no foreground pixel",
+    "unknown_category": "their COCO category_id is not among the file's "
+                        "categories",
 }
 
 

@@ -31,10 +31,8 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 
 import numpy as np
-import skimage.io
 
 # Re-exports: the original mrcnn.utils kept all of these in one file.
 from mrcnn.anchors import generate_anchors, generate_pyramid_anchors  # noqa: F401
@@ -42,6 +40,7 @@ from mrcnn.box_utils import (apply_box_deltas, box_refinement,  # noqa: F401
                              compute_iou, compute_overlaps, denorm_boxes,
                              extract_bboxes, non_max_suppression, norm_boxes,
                              trim_zeros)
+from mrcnn import image_io
 from mrcnn.image_io import _to_rgb_uint8  # noqa: F401
 from mrcnn.mask_utils import (compute_overlaps_masks, expand_mask,  # noqa: F401
                               minimize_mask, mold_mask, unmold_mask)
@@ -197,8 +196,10 @@ class Dataset(object):
     def load_image(self, image_id):
         """Loads an image as an RGB uint8 array of shape [H, W, 3].
 
-        Grayscale images get three equal channels, an alpha channel is
-        dropped and 16-bit (or float) images are rescaled to 8 bits.
+        Decoded by mrcnn.image_io.read_image, the decoder of `mrcnn detect`
+        too: grey, grey + alpha, palette and CMYK/YCCK files become RGB, an
+        alpha channel is dropped, 16-bit images give their top byte
+        (65535 -> 255), a multi-frame file its first frame (one warning).
         Pixels come as stored in the file, an EXIF orientation tag not
         applied (as in matterport, skimage and pycocotools), so annotations
         must be in the stored frame too; a tagged file gets one warning.
@@ -211,23 +212,11 @@ class Dataset(object):
         where = "image {} ({!r} of source {!r})".format(
             image_id, self.image_info[image_id]["id"],
             self.image_info[image_id]["source"])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                "Image file not found: {} ({})".format(path, where))
-        try:
-            with warnings.catch_warnings():
-                # imageio probing its plugins on an unknown file warns about
-                # deprecated ones; the error below says what went wrong.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                image = skimage.io.imread(path)
-        except Exception as error:
-            raise ValueError("Cannot read image file {} ({}): {}"
-                             .format(path, where, error)) from error
-        image = _to_rgb_uint8(image, path)
-        tag = orientation.exif_orientation(path)
-        if self.apply_exif_orientation:
-            return np.ascontiguousarray(orientation.upright_pixels(image, tag))
-        orientation.warn_stored_frame(path, tag)
+        image = image_io.read_image(path, upright=self.apply_exif_orientation,
+                                    where=where)
+        if not self.apply_exif_orientation:
+            orientation.warn_stored_frame(path,
+                                          orientation.exif_orientation(path))
         return image
 
     def load_mask(self, image_id):

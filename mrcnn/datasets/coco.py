@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mrcnn import utils
+from mrcnn import dropped, utils
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -44,6 +44,7 @@ def coco_from_json(annotation_json):
                          "and 'categories')".format(annotation_json))
     data.setdefault("annotations", [])
     data.setdefault("categories", [])
+    check_records(data, annotation_json)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):  # "creating index..."
@@ -51,13 +52,42 @@ def coco_from_json(annotation_json):
     return coco
 
 
+# The fields a loader needs in each record (pycocotools indexes by them).
+REQUIRED_FIELDS = (("images", "image", ("id", "file_name")),
+                   ("categories", "category", ("id", "name")),
+                   ("annotations", "annotation",
+                    ("id", "image_id", "category_id")))
+
+
+def check_records(data, annotation_json):
+    """ValueError naming the file and the record when a record of COCO json
+    is not an object or lacks a field the loader needs (REQUIRED_FIELDS)."""
+    for key, what, fields in REQUIRED_FIELDS:
+        records = data[key]
+        if not isinstance(records, list):
+            raise ValueError("{}: '{}' must be a list".format(annotation_json,
+                                                             key))
+        for index, record in enumerate(records):
+            missing = [f for f in fields if not isinstance(record, dict)
+                       or f not in record]
+            if missing:
+                raise ValueError("{}: {} #{} (id {!r}) has no {}: {!r}".format(
+                    annotation_json, what, index, record.get("id")
+                    if isinstance(record, dict) else None,
+                    ", ".join(repr(f) for f in missing), record))
+
+
 def ann_to_rle(annotation, height, width):
     """Compressed RLE of an annotation's segmentation in an image of
     [height, width]. Polygons with fewer than 3 points are dropped (they
-    have no area, and pycocotools would read a 2-point one as a box)."""
+    have no area, and pycocotools would read a 2-point one as a box);
+    polygons reaching past the image are clipped to it first (a vertex far
+    outside would cost pycocotools seconds and hundreds of MB)."""
     segmentation = annotation["segmentation"]
     if isinstance(segmentation, list):
-        polygons = [p for p in segmentation if len(p) >= 6]
+        polygons = [clipped_polygon(p, height, width) for p in segmentation
+                    if len(p) >= 6]
+        polygons = [p for p in polygons if len(p) >= 6]
         if not polygons:
             return mask_utils.encode(np.zeros((height, width), np.uint8,
                                               order="F"))
@@ -66,6 +96,29 @@ def ann_to_rle(annotation, height, width):
     if isinstance(segmentation.get("counts"), list):  # uncompressed RLE
         return mask_utils.frPyObjects(segmentation, height, width)
     return segmentation
+
+
+def clipped_polygon(polygon, height, width):
+    """A flat COCO polygon [x1, y1, ...] clipped to a box around a
+    [height, width] image, 16 image sizes beyond it on each side; as is when
+    it fits there.
+
+    The box keeps the outline short (a vertex at 1e7 would cost pycocotools
+    seconds and hundreds of MB) and the in-image pixels those of the whole
+    polygon; the box is that wide because pycocotools rounds vertices to
+    1/5 pixel, so a new vertex near the image would turn the edges through
+    it enough to move a border pixel now and then.
+    """
+    values = np.asarray(polygon, dtype=np.float64)
+    xs, ys = values[0::2], values[1::2]
+    margin = 16 * max(height, width)
+    x_min, y_min = -margin, -margin
+    x_max, y_max = width + margin, height + margin
+    if xs.min() >= x_min and ys.min() >= y_min and xs.max() <= x_max \
+            and ys.max() <= y_max:
+        return polygon
+    xs, ys = mask_tools.clip_polygon(xs, ys, x_min, y_min, x_max, y_max)
+    return np.stack([xs, ys], axis=1).reshape(-1).tolist()
 
 
 def ann_to_mask(annotation, height, width):
@@ -126,40 +179,53 @@ class CocoDataset(utils.Dataset):
         for class_id in class_ids:
             self.add_class("coco", class_id, coco.cats[class_id]["name"])
 
+        unknown = []
         for image_id in sorted(coco.getImgIds()):
-            self._add_coco_image(coco, image_id, os.fspath(image_dir),
-                                 class_ids, skip_empty, skip_missing)
+            unknown += self._add_coco_image(coco, image_id,
+                                            os.fspath(image_dir), class_ids,
+                                            skip_empty, skip_missing)
+        warn_unknown_categories(annotation_json, unknown)
         if return_coco:
             return coco
 
     def _add_coco_image(self, coco, image_id, image_dir, class_ids,
                         skip_empty, skip_missing):
+        """Adds one image; returns [(image id, annotation)] of its
+        annotations whose category is not in the file (dropped)."""
         record = coco.imgs[image_id]
         wanted = set(class_ids)
         annotations = [a for a in coco.imgToAnns.get(image_id, [])
                        if a.get("category_id") in wanted]
+        unknown = [a for a in coco.imgToAnns.get(image_id, [])
+                   if a.get("category_id") not in coco.cats]
         if skip_empty and not annotations:
-            return
+            return [(image_id, a) for a in unknown]
         path = os.path.join(image_dir, record["file_name"])
         if skip_missing and not os.path.isfile(path):
             warnings.warn("COCO image {} not found ({}); skipped".format(
                 image_id, path), stacklevel=3)
-            return
+            return [(image_id, a) for a in unknown]
         self.add_image("coco", image_id=image_id, path=path,
                        width=record.get("width"), height=record.get("height"),
                        annotations=annotations,
+                       unknown_category=[a["id"] for a in unknown],
                        coco_url=record.get("coco_url"))
+        return [(image_id, a) for a in unknown]
 
     def load_mask(self, image_id):
         """Instance masks of an image.
 
         Returns (bool [height, width, N], int32 class ids [N]). Crowd
-        annotations have negative class ids; annotations under 1 pixel are
-        dropped, with a warning naming the image (mrcnn.dropped).
+        annotations have negative class ids; annotations under 1 pixel or
+        of a category the file does not have are dropped, with a warning
+        naming the image (mrcnn.dropped).
         """
         info = self.image_info[image_id]
         if info["source"] != "coco":
             return super().load_mask(image_id)
+        unknown = len(info.get("unknown_category", ()))
+        dropped.report(self, image_id, "unknown_category", unknown,
+                       unknown + len(info["annotations"]))
         height, width = _image_shape(info)
         masks, class_ids, extents = [], [], []
         for annotation in info["annotations"]:
@@ -209,6 +275,21 @@ class CocoDataset(utils.Dataset):
         if not os.path.isfile(info["path"]) and info.get("coco_url"):
             return info["coco_url"]
         return info["path"]
+
+
+def warn_unknown_categories(annotation_json, unknown):
+    """One warning naming the annotations (image id, annotation) whose
+    category_id is not among the file's categories: they are dropped."""
+    if not unknown:
+        return
+    listed = ", ".join("annotation {} (category_id {!r}) of image {}".format(
+        a.get("id"), a.get("category_id"), image_id)
+        for image_id, a in unknown[:5])
+    warnings.warn("{}: {} annotation{} of categories not in the file's "
+                  "'categories' dropped: {}{}".format(
+                      annotation_json, len(unknown),
+                      "" if len(unknown) == 1 else "s", listed,
+                      ", ..." if len(unknown) > 5 else ""), stacklevel=3)
 
 
 def segmentation_extent(annotation):

@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from mrcnn import utils
+from mrcnn import image_io, utils
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -115,7 +115,12 @@ def _pasted_mask(encoded, left, top, image_shape):
     """A "mask" shape: a base64 PNG of its box, pasted at (top, left)."""
     if not encoded:
         raise ValueError("mask shape has no 'mask' data")
-    patch = np.array(Image.open(io.BytesIO(base64.b64decode(encoded)))) > 0
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(encoded))) as image:
+            patch = np.array(image) > 0
+    except Exception as error:  # noqa: BLE001 - binascii, PIL: all one
+        raise ValueError("its 'mask' data is not a base64 image ({}: {})"
+                         .format(type(error).__name__, error)) from error
     if patch.ndim == 3:
         patch = patch.any(axis=2)
     mask = np.zeros(image_shape, dtype=bool)
@@ -165,7 +170,7 @@ def decode_image_data(image_data, where):
     """RGB uint8 [height, width, 3] from LabelMe's base64 imageData."""
     try:
         with Image.open(io.BytesIO(base64.b64decode(image_data))) as image:
-            return np.array(image.convert("RGB"))
+            return image_io.pil_to_rgb(image, where)
     except Exception as error:  # noqa: BLE001
         raise ValueError("{}: cannot decode imageData: {}".format(
             where, error)) from error

@@ -120,6 +120,37 @@ def polygon_mask(xs, ys, shape):
     return mask
 
 
+def clip_polygon(xs, ys, x_min, y_min, x_max, y_max):
+    """The part of a polygon inside the box x_min..x_max, y_min..y_max
+    (Sutherland-Hodgman), as (xs, ys) float arrays; empty when none is.
+
+    A rasteriser's cost grows with the outline's length, so a vertex far
+    outside the image (a typo, 1e7) costs seconds and hundreds of MB unless
+    the polygon is clipped to a box around the image first; the pixels
+    inside the box are the same. A concave polygon may come back with
+    edges running along the box's border, which cover no pixel.
+    """
+    points = np.stack([np.asarray(xs, np.float64).reshape(-1),
+                       np.asarray(ys, np.float64).reshape(-1)], axis=1)
+    for axis, bound, upper in ((0, x_min, False), (0, x_max, True),
+                               (1, y_min, False), (1, y_max, True)):
+        if not len(points):
+            break
+        inside = points[:, axis] <= bound if upper \
+            else points[:, axis] >= bound
+        kept = []
+        for index, point in enumerate(points):
+            after = (index + 1) % len(points)
+            if inside[index]:
+                kept.append(point)
+            if inside[index] != inside[after]:  # the edge crosses the bound
+                step = points[after] - point
+                kept.append(point + step * (bound - point[axis])
+                            / step[axis])
+        points = np.array(kept).reshape(-1, 2)
+    return points[:, 0], points[:, 1]
+
+
 def rectangle_mask(x, y, width, height, shape):
     """Bool mask [height, width] of the box whose top-left corner is (x, y).
 

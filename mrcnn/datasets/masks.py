@@ -13,12 +13,22 @@ images, in one of two layouts.
 "label", one label image per image::
 
     DIR/images/<name>.jpg
-    DIR/labels/<name>.png    (0 = background, each other value one instance)
+    DIR/labels/<name>.png    (0 = background, each other value one instance;
+                              in 8-bit files 255 = ignore, as in Pascal VOC)
     DIR/labels/<name>.json   (optional: {"<value>": "<class>", ...}; without
                               it every instance is default_class)
+
+Label images must be lossless (PNG, TIFF, lossless WebP): a JPEG's
+compression noise around edges would give extra instances, so lossy files
+are refused with an error naming them. In an 8-bit label image the value
+255 means "ignore" (Pascal VOC's object outlines and void areas): those
+pixels are background, not an instance, and the first such file is named
+in a log line. 16-bit label images use every value but 0 as an instance.
 """
 
+import logging
 import os
+import struct
 
 import numpy as np
 import skimage.io
@@ -32,6 +42,14 @@ from mrcnn.datasets.loader_tools import (  # noqa: F401
     read_image_size, read_json, rectangle_mask, stack_instances,
     warn_skipped_classes)
 
+
+logger = logging.getLogger(__name__)
+
+# The label of "ignore" in 8-bit label images (Pascal VOC's outlines, void).
+IGNORE_LABEL = 255
+# Pillow formats that compress with loss: refused for label images.
+LOSSY_FORMATS = ("JPEG", "MPO", "JPEG2000")
+_ignore_noted = []  # a file whose 255 pixels were ignored, once per process
 
 # ---------------------------------------------------------------------------
 # Folder-of-masks dataset
@@ -53,9 +71,12 @@ def read_label_image(path):
     """Instance-id image [height, width] (int) from a label image file.
 
     Palette PNGs give their palette indices; grey (8/16 bit) their values;
-    an RGB image whose channels are equal gives one channel.
+    an RGB image whose channels are equal gives one channel. In 8-bit
+    files 255 (IGNORE_LABEL) becomes 0: ignored, not an instance. Lossy
+    files (JPEG) raise ValueError naming the file.
     """
     path = os.fspath(path)
+    check_lossless_label(path)
     try:
         with Image.open(path) as image:
             array = np.array(image)
@@ -70,7 +91,48 @@ def read_label_image(path):
                 "label image {} is in colour; expected one channel whose "
                 "values are instance ids (0 = background)".format(path))
         array = channels[..., 0]
-    return array.astype(np.int64)
+    label = array.astype(np.int64)
+    if array.dtype == np.uint8 and (array == IGNORE_LABEL).any():
+        label[array == IGNORE_LABEL] = 0
+        if not _ignore_noted:
+            _ignore_noted.append(path)
+            logger.warning(
+                "Label image %s has pixels of value 255: in 8-bit label "
+                "images 255 means 'ignore' (Pascal VOC's outlines and void "
+                "areas), so they are background, not an instance. Said once "
+                "for all label images.", path)
+    return label
+
+
+def check_lossless_label(path):
+    """ValueError naming a label image stored with lossy compression
+    (JPEG, lossy WebP): its noise around edges gives extra label values,
+    each of which would become an instance. Unreadable files pass here;
+    reading them says what is wrong."""
+    try:
+        with Image.open(path) as image:
+            kind = image.format
+    except Exception:  # noqa: BLE001 - reported when the pixels are read
+        return
+    if kind in LOSSY_FORMATS or (kind == "WEBP" and not _lossless_webp(path)):
+        raise ValueError(
+            "label image {} is {}, a lossy format: compression noise around "
+            "edges would become extra instances. Save label images losslessly "
+            "(PNG)".format(path, kind))
+
+
+def _lossless_webp(path):
+    """True when a WebP file's image chunk is VP8L (lossless)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    offset = 12  # "RIFF", size, "WEBP"
+    while offset + 8 <= len(data):
+        fourcc = data[offset:offset + 4]
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc == b"VP8L"
+        size = struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        offset += 8 + size + (size & 1)
+    return False
 
 
 def read_binary_mask(path):
@@ -284,6 +346,7 @@ def _scan_label_layout(directory, default_class):
                 "no label image for {} (expected {})".format(
                     os.path.join(images_dir, name),
                     os.path.join(labels_dir, stem + ".png")))
+        check_lossless_label(os.path.join(labels_dir, labels_by_stem[stem]))
         sidecar = os.path.join(labels_dir, stem + ".json")
         value_names = _read_sidecar(sidecar) if os.path.isfile(sidecar) \
             else None

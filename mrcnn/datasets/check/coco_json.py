@@ -44,6 +44,9 @@ def _coco_categories(data, out):
         if not isinstance(category, dict) or "id" not in category:
             out.add(ERROR, out.json_path, "category without id: {!r}".format(
                 category))
+        elif not isinstance(category.get("name"), str):
+            out.add(ERROR, out.json_path, "category {!r} has no name".format(
+                category["id"]))
         elif category["id"] in categories:
             out.add(ERROR, out.json_path, "category id {} appears twice"
                     .format(category["id"]))
