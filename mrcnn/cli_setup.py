@@ -172,7 +172,7 @@ def weights_file(weights, coco_path, find_last):
 
     weights: "coco", "imagenet", "last", "none" (in any case) or a path.
     coco_path: where the COCO-trained weights are; downloaded there when
-        missing.
+        missing or damaged (wrong size, not HDF5).
     find_last: called for "last"; returns the newest checkpoint (e.g. a
         MaskRCNN's find_last).
     kind is "coco", "imagenet", "last", "none" or "path"; path is None for
@@ -186,7 +186,13 @@ def weights_file(weights, coco_path, find_last):
     if choice == "last":
         return "last", find_last()
     if choice == "coco":
-        if not os.path.exists(coco_path):
+        # A file cut short by an earlier interrupted download (or copied
+        # half) is fetched again rather than trusted forever.
+        damage = utils.damaged_trained_weights(coco_path)
+        if damage is not None:
+            if damage != "missing":
+                print("{} is damaged ({}); downloading it again".format(
+                    coco_path, damage))
             utils.download_trained_weights(coco_path)
         return "coco", coco_path
     if choice == "imagenet":

@@ -422,6 +422,14 @@ def test_train_leaves_out_the_heads_of_coco_weights_and_when_asked(
 #  Weights selection, shared with the samples
 ############################################################
 
+def write_whole_coco_weights(path, monkeypatch):
+    """A file the COCO weights' cache check takes as whole (the HDF5
+    signature, COCO_MODEL_SIZE patched to its size): not downloaded again."""
+    monkeypatch.setattr(utils, "COCO_MODEL_SIZE", 64)
+    with open(path, "wb") as f:
+        f.write(b"\x89HDF\r\n\x1a\n".ljust(64, b"\0"))
+
+
 def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
         tmp_path, monkeypatch):
     from mrcnn import weights as weights_io
@@ -441,7 +449,7 @@ def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
     # COCO: downloaded when missing, used as it is when there.
     assert cli.weights_file("coco", coco_path, last) == ("coco", coco_path)
     assert downloads == [coco_path]
-    open(coco_path, "wb").close()
+    write_whole_coco_weights(coco_path, monkeypatch)
     assert cli.weights_file("Coco", coco_path, last) == ("coco", coco_path)
     assert downloads == [coco_path]
     assert cli.weights_file(coco_path, "unused", last) == ("path", coco_path)
@@ -471,9 +479,9 @@ class WeightsRecorder:
     ("last", ("last",), cli.HEAD_LAYERS),
 ])
 def test_load_weights_arg_leaves_out_the_heads_of_the_kinds_given(
-        tmp_path, weights, skip_heads_of, exclude):
+        tmp_path, monkeypatch, weights, skip_heads_of, exclude):
     coco_path = str(tmp_path / "coco.h5")
-    open(coco_path, "wb").close()
+    write_whole_coco_weights(coco_path, monkeypatch)
     model = WeightsRecorder()
     loaded = cli.load_weights_arg(model, weights, coco_path,
                                   skip_heads_of=skip_heads_of)
