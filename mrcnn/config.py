@@ -226,11 +226,7 @@ class Config(object):
         """Set values of computed attributes and check the configuration."""
         # Each value's type and range first: the derived values below would
         # fail obscurely on e.g. IMAGE_MAX_DIM = "abc".
-        try:
-            config_checks.check_values(self)
-        except ValueError as error:
-            raise ValueError("{} config: {}".format(
-                type(self).__name__, error)) from None
+        self._check_each_value()
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
 
         if self.IMAGE_RESIZE_MODE == "crop":
@@ -245,12 +241,23 @@ class Config(object):
         self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
         self.validate()
 
+    def _check_each_value(self):
+        """ValueError naming the first attribute of the wrong type or out of
+        range (mrcnn.config_checks)."""
+        try:
+            config_checks.check_values(self)
+        except ValueError as error:
+            raise ValueError("{} config: {}".format(
+                type(self).__name__, error)) from None
+
     def validate(self):
-        """Raise ValueError for values that cannot work together."""
+        """Raise ValueError for a value of the wrong type or range, or for
+        values that cannot work together."""
         def fail(message):
             raise ValueError("{} config: {}".format(
                 type(self).__name__, message))
 
+        self._check_each_value()
         self._validate_image(fail)
         self._validate_counts(fail)
         self._validate_rpn_and_heads(fail)

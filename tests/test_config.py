@@ -156,3 +156,10 @@ def test_the_samples_and_tiny_settings_pass_the_checks():
         config_class()
     cli.make_config("tiny", 3, dict(cli.TINY_SETTINGS))
     cli.make_config("tiny", 3, dict(cli.TINY_SETTINGS), inference=True)
+
+
+def test_validate_checks_values_set_after_init():
+    config = Base()
+    config.LEARNING_RATE = float("nan")
+    with pytest.raises(ValueError, match="Base config: LEARNING_RATE"):
+        config.validate()
