@@ -57,8 +57,9 @@ def test_imgaug_alone_still_fails_on_numpy_2():
     if int(np.__version__.split(".")[0]) < 2:
         pytest.skip("numpy 1 still has np.sctypes")
     no_hook = ("import sys\n"
-               "sys.meta_path[:] = [f for f in sys.meta_path\n"
-               "                    if getattr(f, '__name__', '') != 'ImgaugFinder']\n"
+               "sys.meta_path[:] = [\n"
+               "    f for f in sys.meta_path\n"
+               "    if getattr(f, '__name__', '') != 'ImgaugFinder']\n"
                "import imgaug.augmenters\n")
     result = subprocess.run(
         [sys.executable, "-c", no_hook], capture_output=True, text=True,
