@@ -2,7 +2,8 @@
 # make test : same set-up, run the test suite, then the wheel check
 # make wheel-test : build the wheel, install it with --no-deps beside the
 #              project's dependencies in a fresh virtualenv, run `mrcnn --help`
-#              and a tiny train-then-detect from outside the source tree
+#              and a tiny train-then-detect from outside the source tree,
+#              after `from imgaug import augmenters` before any mrcnn import
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
@@ -13,7 +14,7 @@ WHEEL_VENV := build/wheel-venv
 
 .PHONY: install demo test wheel-test bench clean
 
-$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml
+$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml mrcnn_imgaug_hook.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# requirements-dev.txt brings albumentations (optional for users, tested
@@ -44,7 +45,9 @@ wheel-test: install
 	$(WHEEL_VENV)/bin/python -m pip install -q -r requirements.txt
 	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps -r requirements-imgaug.txt
 	$(WHEEL_VENV)/bin/python -m pip install -q --no-deps $(WHEEL_DIR)/*.whl
+	# imgaug before mrcnn in a fresh interpreter: the wheel's .pth hook.
 	work=$$(mktemp -d) && cp .ci/wheel_smoke.py "$$work"/ && cd "$$work" \
+	  && "$(CURDIR)/$(WHEEL_VENV)/bin/python" -c "from imgaug import augmenters" \
 	  && "$(CURDIR)/$(WHEEL_VENV)/bin/mrcnn" --help > /dev/null \
 	  && "$(CURDIR)/$(WHEEL_VENV)/bin/python" wheel_smoke.py "$$work/logs" \
 	  && cd / && rm -rf "$$work"

@@ -2,11 +2,14 @@
 
 Run from a directory outside the source tree with the Python of a fresh
 virtualenv holding the wheel: it must not need the repository's tests/ or
-samples/ packages, so its config and dataset are defined here.
+samples/ packages, so its config and dataset are defined here. It first
+checks, in a fresh interpreter, that imgaug imports before mrcnn (the
+wheel's import hook), then trains and detects.
 Usage: python wheel_smoke.py WORK_DIR
 """
 
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -69,11 +72,34 @@ class SquaresDataset(utils.Dataset):
         return mask, np.array([1], dtype=np.int32)
 
 
+# imgaug imported before mrcnn, as isort orders it, in a fresh interpreter:
+# the wheel's mrcnn_imgaug_hook.pth must restore the numpy 2 names first.
+IMGAUG_FIRST = """
+import sys
+from imgaug import augmenters as iaa
+import numpy as np
+image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
+assert np.array_equal(iaa.Fliplr(1.0)(image=image), image[:, ::-1])
+assert "mrcnn" not in sys.modules
+"""
+
+
+def check_imgaug_first(work_dir):
+    """Runs IMGAUG_FIRST from work_dir (outside the source tree)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", IMGAUG_FIRST], cwd=work_dir,
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit("importing imgaug before mrcnn failed:\n"
+                         + done.stderr[-3000:])
+
+
 def main(work_dir):
     installed_at = os.path.dirname(os.path.abspath(mrcnn.__file__))
     if not installed_at.startswith(os.path.abspath(sys.prefix) + os.sep):
         raise SystemExit("mrcnn was imported from {}, not from the wheel "
                          "installed in {}".format(installed_at, sys.prefix))
+    check_imgaug_first(work_dir)
     dataset = SquaresDataset()
     dataset.load_squares(4)
     dataset.prepare()

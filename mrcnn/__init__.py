@@ -2,8 +2,9 @@
 
 Importing any module of the package puts back the numpy 1 names that
 imgaug 0.4.0 reads on import (``np.sctypes``, ``np.complex``), so a script
-may ``import imgaug`` after ``mrcnn`` on numpy 2. imgaug itself is not
-imported here: it is slow and optional (see ``mrcnn._imgaug_compat``).
+may ``import imgaug`` after ``mrcnn`` on numpy 2 (before it too, once
+the package is installed: see ``_mrcnn_imgaug_hook.py``). imgaug itself is
+not imported here: it is slow and optional (see ``mrcnn._imgaug_compat``).
 
 Bad input gets a clear error naming the image or file and what is wrong,
 or a documented handling (clip, convert, skip) that also says so at run

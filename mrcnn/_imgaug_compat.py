@@ -5,7 +5,10 @@ alias in two parameters; numpy 2 removed both. Importing this module puts
 them back, only where they are missing, so it does nothing on numpy 1.
 Import it before ``import imgaug``, or call :func:`import_imgaug`, which
 also lets ``ElasticTransformation`` run on OpenCV 5 (see
-:func:`_patch_elastic_transformation`).
+:func:`_patch_elastic_transformation`). An installed mrcnn also runs this
+file (under another name, without importing the ``mrcnn`` package) when
+imgaug is first imported: see ``_mrcnn_imgaug_hook.py`` at the project's
+root. It must therefore import nothing but numpy at module level.
 """
 
 import numpy as np

@@ -308,7 +308,8 @@ def _add_run_args(p):
     p.add_argument("--name", default="custom",
                    help="run name, used for checkpoint names")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a Config value (JSON), repeatable")
+                   help="override a Config value (JSON; true/false/yes/no "
+                        "for booleans), checked at once; repeatable")
 
 
 def _add_train_parser(sub):

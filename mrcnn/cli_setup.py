@@ -8,7 +8,8 @@ import os
 
 RUN_CONFIG = "run_config.json"
 
-# Config attributes a user can set with --set KEY=VALUE (JSON values).
+# Config attributes a user can set with --set KEY=VALUE (JSON values, and
+# true/false/yes/no for the booleans: see parse_setting).
 OVERRIDABLE = (
     "BACKBONE", "IMAGES_PER_GPU", "GPU_COUNT", "STEPS_PER_EPOCH",
     "VALIDATION_STEPS", "IMAGE_MIN_DIM", "IMAGE_MAX_DIM", "IMAGE_RESIZE_MODE",
@@ -74,9 +75,18 @@ class CliError(Exception):
     """A user error: printed without a traceback, exit status 2."""
 
 
+# --set spellings of True and False for the settings that are booleans
+# (Python's bool("no") is True, so "no" must never reach Config as text).
+BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+              "false": False, "no": False, "off": False, "0": False}
+BOOL_SETTINGS = ("TRAIN_BN", "USE_MINI_MASK")
+
+
 def parse_overrides(pairs):
-    """--set KEY=VALUE pairs as {KEY: value}: values parsed as JSON (else
-    kept as text), keys limited to OVERRIDABLE."""
+    """--set KEY=VALUE pairs as {KEY: value}: keys limited to OVERRIDABLE,
+    values parsed by parse_setting and checked by mrcnn.config_checks before
+    anything is loaded or built (CliError naming the key)."""
+    from mrcnn import config_checks
     overrides = {}
     for pair in pairs or []:
         if "=" not in pair:
@@ -86,11 +96,28 @@ def parse_overrides(pairs):
         if key not in OVERRIDABLE:
             raise CliError("--set: {} cannot be set from the command line; "
                            "settable: {}".format(key, ", ".join(OVERRIDABLE)))
+        overrides[key] = parse_setting(key, value)
         try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
+            config_checks.check_value(key, overrides[key])
+        except ValueError as e:
+            raise CliError("--set {}: {}".format(pair, e))
     return overrides
+
+
+def parse_setting(key, text):
+    """A --set value: true/false/yes/no/on/off/1/0 for the boolean
+    settings (null/none: None where allowed), else JSON (numbers, lists,
+    null, and NaN / Infinity, which the checks then refuse), else the
+    text itself."""
+    word = text.strip().lower()
+    if key in BOOL_SETTINGS and word in BOOL_WORDS:
+        return BOOL_WORDS[word]
+    if word in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def make_config(name, num_classes, overrides, inference=False):
@@ -147,7 +174,7 @@ def weights_file(weights, coco_path, find_last):
 
     weights: "coco", "imagenet", "last", "none" (in any case) or a path.
     coco_path: where the COCO-trained weights are; downloaded there when
-        missing.
+        missing or damaged (wrong size, not HDF5).
     find_last: called for "last"; returns the newest checkpoint (e.g. a
         MaskRCNN's find_last).
     kind is "coco", "imagenet", "last", "none" or "path"; path is None for
@@ -161,7 +188,13 @@ def weights_file(weights, coco_path, find_last):
     if choice == "last":
         return "last", find_last()
     if choice == "coco":
-        if not os.path.exists(coco_path):
+        # A file cut short by an earlier interrupted download (or copied
+        # half) is fetched again rather than trusted forever.
+        damage = utils.damaged_trained_weights(coco_path)
+        if damage is not None:
+            if damage != "missing":
+                print("{} is damaged ({}); downloading it again".format(
+                    coco_path, damage))
             utils.download_trained_weights(coco_path)
         return "coco", coco_path
     if choice == "imagenet":

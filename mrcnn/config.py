@@ -11,10 +11,14 @@ data, exactly as with the original matterport ``mrcnn.config.Config``::
 
 Derived values (``BATCH_SIZE``, ``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) are
 computed in ``__init__`` and the whole configuration is checked there, so a
-value that cannot work raises a ``ValueError`` naming the attribute.
+value that cannot work raises a ``ValueError`` naming the attribute: each
+value's type and range (``mrcnn.config_checks``), then the values against
+each other (``Config.validate``).
 """
 
 import numpy as np
+
+from mrcnn import config_checks
 
 
 class Config(object):
@@ -220,6 +224,9 @@ class Config(object):
 
     def __init__(self):
         """Set values of computed attributes and check the configuration."""
+        # Each value's type and range first: the derived values below would
+        # fail obscurely on e.g. IMAGE_MAX_DIM = "abc".
+        self._check_each_value()
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
 
         if self.IMAGE_RESIZE_MODE == "crop":
@@ -234,12 +241,23 @@ class Config(object):
         self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
         self.validate()
 
+    def _check_each_value(self):
+        """ValueError naming the first attribute of the wrong type or out of
+        range (mrcnn.config_checks)."""
+        try:
+            config_checks.check_values(self)
+        except ValueError as error:
+            raise ValueError("{} config: {}".format(
+                type(self).__name__, error)) from None
+
     def validate(self):
-        """Raise ValueError for values that cannot work together."""
+        """Raise ValueError for a value of the wrong type or range, or for
+        values that cannot work together."""
         def fail(message):
             raise ValueError("{} config: {}".format(
                 type(self).__name__, message))
 
+        self._check_each_value()
         self._validate_image(fail)
         self._validate_counts(fail)
         self._validate_rpn_and_heads(fail)
@@ -257,6 +275,9 @@ class Config(object):
             dim_name = ("IMAGE_MIN_DIM" if self.IMAGE_RESIZE_MODE == "crop"
                         else "IMAGE_MAX_DIM")
             dim = getattr(self, dim_name)
+            if not dim:
+                fail("{} must be a positive int in {!r} resize mode".format(
+                    dim_name, self.IMAGE_RESIZE_MODE))
             # The pyramid halves the image six times (P6 has stride 64).
             if dim % 64 != 0:
                 fail("{} = {} must be divisible by 64 in {!r} resize mode "

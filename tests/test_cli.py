@@ -299,6 +299,55 @@ def test_train_rejects_a_bad_override_naming_it(via_root, tmp_path, capsys):
     assert not os.listdir(str(tmp_path))  # no run folder was started
 
 
+@pytest.mark.parametrize("pair", [
+    "LEARNING_RATE=nan", "LEARNING_RATE=NaN", "DETECTION_MIN_CONFIDENCE=nan",
+    "VALIDATION_STEPS=-3", "IMAGE_MAX_DIM=abc", "TRAIN_BN=maybe",
+    "STEPS_PER_EPOCH=2.5", "DETECTION_MIN_CONFIDENCE=Infinity",
+])
+def test_set_values_are_checked_before_the_dataset_is_read(
+        pair, tmp_path, capsys):
+    """A bad --set value is named at once: the dataset path does not even
+    exist, and no run folder is started."""
+    status = cli.main(["train", "--dataset", str(tmp_path / "missing"),
+                       "--format", "via", "--weights", "none",
+                       "--epochs", "1", "--logs", str(tmp_path / "logs"),
+                       "--set", pair])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert pair.split("=")[0] in err and "must be" in err, err
+    assert not os.path.exists(str(tmp_path / "logs"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("true", True), ("True", True), ("yes", True), ("1", True), ("on", True),
+    ("false", False), ("NO", False), ("0", False), ("off", False),
+    ("null", None), ("None", None),
+])
+def test_set_parses_booleans(text, expected):
+    """TRAIN_BN=no used to reach Config as the text "no", which is true."""
+    overrides = cli.parse_overrides(["TRAIN_BN=" + text,
+                                     "USE_MINI_MASK=" + text.replace(
+                                         "null", "1").replace("None", "0")])
+    assert overrides["TRAIN_BN"] is expected
+    assert overrides["USE_MINI_MASK"] is (
+        expected if expected is not None else text == "null")
+    config = cli.make_config("x", 2, overrides)
+    assert config.TRAIN_BN is expected
+
+
+def test_set_parses_numbers_and_keeps_text():
+    overrides = cli.parse_overrides([
+        "LEARNING_RATE=0.02", "IMAGE_MAX_DIM=512", "IMAGE_MIN_DIM=512",
+        "BACKBONE=resnet50", "RPN_ANCHOR_RATIOS=[0.5, 1, 2]",
+        "MIXED_PRECISION=null", "VALIDATION_STEPS=0"])
+    assert overrides == {
+        "LEARNING_RATE": 0.02, "IMAGE_MAX_DIM": 512, "IMAGE_MIN_DIM": 512,
+        "BACKBONE": "resnet50", "RPN_ANCHOR_RATIOS": [0.5, 1, 2],
+        "MIXED_PRECISION": None, "VALIDATION_STEPS": 0}
+    assert type(overrides["IMAGE_MAX_DIM"]) is int
+    cli.make_config("x", 2, overrides)
+
+
 def test_train_with_unreachable_coco_weights_says_what_to_fetch(
         via_root, tmp_path, capsys, monkeypatch):
     def offline(path, verbose=1):
@@ -375,6 +424,14 @@ def test_train_leaves_out_the_heads_of_coco_weights_and_when_asked(
 #  Weights selection, shared with the samples
 ############################################################
 
+def write_whole_coco_weights(path, monkeypatch):
+    """A file the COCO weights' cache check takes as whole (the HDF5
+    signature, COCO_MODEL_SIZE patched to its size): not downloaded again."""
+    monkeypatch.setattr(utils, "COCO_MODEL_SIZE", 64)
+    with open(path, "wb") as f:
+        f.write(b"\x89HDF\r\n\x1a\n".ljust(64, b"\0"))
+
+
 def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
         tmp_path, monkeypatch):
     from mrcnn import weights as weights_io
@@ -394,7 +451,7 @@ def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
     # COCO: downloaded when missing, used as it is when there.
     assert cli.weights_file("coco", coco_path, last) == ("coco", coco_path)
     assert downloads == [coco_path]
-    open(coco_path, "wb").close()
+    write_whole_coco_weights(coco_path, monkeypatch)
     assert cli.weights_file("Coco", coco_path, last) == ("coco", coco_path)
     assert downloads == [coco_path]
     assert cli.weights_file(coco_path, "unused", last) == ("path", coco_path)
@@ -424,9 +481,9 @@ class WeightsRecorder:
     ("last", ("last",), cli.HEAD_LAYERS),
 ])
 def test_load_weights_arg_leaves_out_the_heads_of_the_kinds_given(
-        tmp_path, weights, skip_heads_of, exclude):
+        tmp_path, monkeypatch, weights, skip_heads_of, exclude):
     coco_path = str(tmp_path / "coco.h5")
-    open(coco_path, "wb").close()
+    write_whole_coco_weights(coco_path, monkeypatch)
     model = WeightsRecorder()
     loaded = cli.load_weights_arg(model, weights, coco_path,
                                   skip_heads_of=skip_heads_of)

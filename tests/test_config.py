@@ -74,3 +74,92 @@ def test_mask_head_runs_on_positive_rois_when_frozen_or_asked(
         "TRAIN_BN": train_bn, "HEAD_TRAIN_BN": head_train_bn,
         "MASK_HEAD_POSITIVE_ROIS": positives})()
     assert mask_head_on_positives(config) is expected
+
+
+# ---------------------------------------------------------------------------
+# Each value's type and range (mrcnn.config_checks), before anything is
+# derived from it.
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("name, value", [
+    ("LEARNING_RATE", NAN), ("LEARNING_RATE", 0), ("LEARNING_RATE", "0.01"),
+    ("DETECTION_MIN_CONFIDENCE", NAN), ("DETECTION_MIN_CONFIDENCE", -0.1),
+    ("VALIDATION_STEPS", -3), ("STEPS_PER_EPOCH", 2.0),
+    ("TRAIN_BN", "no"), ("TRAIN_BN", 0), ("USE_MINI_MASK", "false"),
+    ("IMAGE_MAX_DIM", "abc"), ("IMAGE_MIN_DIM", -64),
+    ("IMAGE_MIN_SCALE", float("inf")), ("WEIGHT_DECAY", -1e-4),
+    ("LEARNING_MOMENTUM", NAN), ("GRADIENT_CLIP_NORM", 0),
+    ("RPN_NMS_THRESHOLD", 1.2), ("DETECTION_NMS_THRESHOLD", NAN),
+    ("RPN_ANCHOR_RATIOS", [0.5, -1, 2]), ("RPN_ANCHOR_RATIOS", "1"),
+    ("RPN_ANCHOR_SCALES", (32, 64, NAN, 256, 512)),
+    ("MINI_MASK_SHAPE", (56,)), ("BACKBONE_STRIDES", [4, 8, 16, 32, 0]),
+    ("BBOX_STD_DEV", np.array([0.1, 0.1, 0.2])),
+    ("MEAN_PIXEL", np.array([123.7, NAN, 103.9])),
+    ("NUM_CLASSES", True), ("POOL_SIZE", 0), ("CLASS_LOSS_GAMMA", NAN),
+])
+def test_a_value_of_the_wrong_type_or_range_is_named(name, value):
+    """Each of these was accepted, or failed far from the config (a NaN
+    confidence kept no detection; IMAGE_MAX_DIM = "abc" failed in numpy)."""
+    from mrcnn import config_checks
+    config_class = type("Bad", (Base,), {name: value})
+    with pytest.raises(ValueError, match="Bad config: {} must be ".format(
+            name)):
+        config_class()
+    with pytest.raises(ValueError, match=name):
+        config_checks.check_value(name, value)
+
+
+@pytest.mark.parametrize("name, value", [
+    ("TRAIN_BN", None), ("TRAIN_BN", True), ("TRAIN_BN", np.bool_(False)),
+    ("VALIDATION_STEPS", 0), ("DETECTION_MIN_CONFIDENCE", 0),
+    ("DETECTION_MIN_CONFIDENCE", 1.01), ("IMAGE_MIN_SCALE", None),
+    ("IMAGE_MIN_DIM", None), ("IMAGE_MIN_DIM", 0), ("STEPS_PER_EPOCH",
+                                                   np.int64(7)),
+    ("GRADIENT_CLIP_NORM", None), ("LEARNING_RATE", np.float32(0.02)),
+    ("RPN_ANCHOR_SCALES", np.array([8, 16, 32, 64, 128])),
+    ("RPN_ANCHOR_RATIOS", (1,)), ("MINI_MASK_SHAPE", [14, 14]),
+    ("HEAD_TRAIN_BN", False), ("CPU_THREADS", None),
+])
+def test_values_the_original_allows_are_kept(name, value):
+    config = type("Good", (Base,), {name: value})()
+    assert getattr(config, name) is value
+
+
+def test_square_mode_needs_an_image_max_dim():
+    """None is allowed for IMAGE_MAX_DIM alone ("none" resize mode), not
+    where the resize uses it."""
+    type("NoResize", (Base,), {"IMAGE_RESIZE_MODE": "none",
+                               "IMAGE_MAX_DIM": None})()
+    with pytest.raises(ValueError, match="IMAGE_MAX_DIM must be a positive "
+                       "int in 'square' resize mode"):
+        type("Square", (Base,), {"IMAGE_MAX_DIM": None})()
+
+
+def test_every_rule_names_a_config_attribute():
+    """A misspelt rule would check nothing: each one names an attribute
+    that Config defines."""
+    from mrcnn import config_checks
+    assert set(config_checks.RULES) <= set(vars(Config))
+
+
+def test_the_samples_and_tiny_settings_pass_the_checks():
+    """No configuration the project ships is refused by the new checks."""
+    from mrcnn import cli
+    from samples.balloon import balloon
+    from samples.coco import coco
+    from samples.shapes import shapes
+    for config_class in (balloon.BalloonConfig, balloon.BalloonInferenceConfig,
+                         coco.CocoConfig, coco.CocoInferenceConfig,
+                         shapes.ShapesConfig):
+        config_class()
+    cli.make_config("tiny", 3, dict(cli.TINY_SETTINGS))
+    cli.make_config("tiny", 3, dict(cli.TINY_SETTINGS), inference=True)
+
+
+def test_validate_checks_values_set_after_init():
+    config = Base()
+    config.LEARNING_RATE = float("nan")
+    with pytest.raises(ValueError, match="Base config: LEARNING_RATE"):
+        config.validate()

@@ -465,7 +465,7 @@ def test_coco_download_offline_fails_naming_url_and_folder(tmp_path,
         quiet(dataset.load_coco, str(tmp_path), "minival", year="2014",
               auto_download=True)
     message = str(error.value)
-    assert "http://images.cocodataset.org/zips/val2014.zip" in message
+    assert "https://images.cocodataset.org/zips/val2014.zip" in message
     assert str(tmp_path) in message
     assert os.listdir(str(tmp_path)) == []  # no partial download left
 
@@ -474,7 +474,7 @@ def test_coco_file_locations_follow_matterports_layout(tmp_path):
     where = coco.coco_file_locations(str(tmp_path), "val", "2017")
     assert where["image_dir"] == str(tmp_path / "val2017")
     assert where["image_url"] == \
-        "http://images.cocodataset.org/zips/val2017.zip"
+        "https://images.cocodataset.org/zips/val2017.zip"
     assert where["annotation_file"] == \
         str(tmp_path / "annotations" / "instances_val2017.json")
     assert where["annotation_url"].endswith("annotations_trainval2017.zip")

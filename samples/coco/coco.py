@@ -32,12 +32,8 @@ where. ``--tiny`` swaps in a model small enough for a CPU smoke run.
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import zipfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -50,6 +46,7 @@ if ROOT_DIR not in sys.path:
 
 from mrcnn import evaluate as evaluation  # noqa: E402
 from mrcnn import cli  # noqa: E402
+from mrcnn import download  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import coco as coco_format  # noqa: E402
 # matterport's coco.py defined this function; the library has it now.
@@ -63,8 +60,8 @@ DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 DEFAULT_DATASET_YEAR = "2014"
 
 # Where the COCO files come from (used by --download only).
-IMAGES_URL = "http://images.cocodataset.org/zips/{}{}.zip"
-ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/" \
+IMAGES_URL = "https://images.cocodataset.org/zips/{}{}.zip"
+ANNOTATIONS_URL = "https://images.cocodataset.org/annotations/" \
     "annotations_trainval{}.zip"
 # matterport's split of val2014 into minival and valminusminival.
 MINIVAL_ANNOTATIONS_URLS = {
@@ -120,42 +117,45 @@ class CocoDownloadError(OSError):
 
 
 def download_file(url, path, verbose=True):
-    """Download url to path; the file appears only once complete.
+    """Download url to path; the file appears only once complete (every
+    byte the server announced), and a stalled connection times out.
 
-    Raises CocoDownloadError naming the URL and the target path.
+    Raises CocoDownloadError naming the URL and the target folder.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if verbose:
-        print("Downloading {} to {} ...".format(url, path))
-    fd, partial = tempfile.mkstemp(dir=folder, suffix=".part",
-                                   prefix=os.path.basename(path) + ".")
     try:
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        os.replace(partial, path)
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        download.fetch(url, path, verbose=verbose)
+    except download.DownloadError as error:
         raise CocoDownloadError(
             "could not download {} ({}); fetch it yourself and unzip it "
-            "into {}".format(url, error, folder)) from error
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+            "into {}".format(url, error.__cause__ or error,
+                             os.path.dirname(os.path.abspath(path)))) \
+            from error
 
 
 def download_and_unzip(url, zip_path, extract_dir, verbose=True):
-    """Download a zip (unless already there) and extract it."""
-    if not os.path.exists(zip_path):
+    """Download a zip (unless a valid one is already there) and extract it.
+
+    The extraction checks each member's CRC-32 and puts each top-level
+    folder in place whole (mrcnn.download.extract_zip), so an interrupted
+    run extracts again. A damaged zip left by an earlier run is deleted and
+    downloaded again, once.
+    """
+    if os.path.exists(zip_path) and not zipfile.is_zipfile(zip_path):
+        os.remove(zip_path)
+    downloaded = not os.path.exists(zip_path)
+    if downloaded:
         download_file(url, zip_path, verbose)
     if verbose:
         print("Unzipping", zip_path)
     try:
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(extract_dir)
-    except zipfile.BadZipFile as error:
-        raise CocoDownloadError("{} is not a valid zip file ({}); delete it "
-                                "and download again".format(zip_path, error))
+        download.extract_zip(zip_path, extract_dir)
+    except (zipfile.BadZipFile, EOFError) as error:
+        os.remove(zip_path)
+        if downloaded:
+            raise CocoDownloadError("{} from {} is not a valid zip file ({}); "
+                                    "run again to download it again".format(
+                                        zip_path, url, error))
+        download_and_unzip(url, zip_path, extract_dir, verbose)
 
 
 def coco_file_locations(data_dir, subset, year):
