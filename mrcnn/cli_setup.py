@@ -6,6 +6,8 @@ samples' arguments and models.
 import json
 import os
 
+from mrcnn import atomic_files
+
 RUN_CONFIG = "run_config.json"
 
 # Config attributes a user can set with --set KEY=VALUE (JSON values).
@@ -114,10 +116,10 @@ def make_config(name, num_classes, overrides, inference=False):
 
 def write_run_config(log_dir, name, class_names, overrides):
     """Writes RUN_CONFIG (name, class names, --set overrides) in log_dir."""
-    os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, RUN_CONFIG), "w") as f:
-        json.dump({"name": name, "class_names": list(class_names),
-                   "overrides": overrides}, f, indent=2)
+    # Atomic: detect and evaluate read it back, never half of it.
+    atomic_files.write_json(os.path.join(log_dir, RUN_CONFIG), {
+        "name": name, "class_names": list(class_names),
+        "overrides": overrides}, indent=2)
 
 
 def read_run_config(weights_path):

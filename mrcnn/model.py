@@ -15,7 +15,6 @@ stage; this module also re-exports the names that code written for the
 original ``mrcnn.model`` imports from here.
 """
 
-import datetime
 import logging
 import os
 
@@ -142,17 +141,32 @@ class MaskRCNN(object):
         weights_io.save_weights(self.keras_model, filepath)
 
     def set_log_dir(self, model_path=None):
-        """Sets the log dir and epoch counter.
+        """Sets the log dir and epoch counter (see mrcnn.checkpoints).
 
-        With a path of one of our checkpoints, training continues in that
-        run's directory from the epoch after the checkpoint's.
+        Without model_path, a new run. With one of our checkpoints, the
+        epoch count goes on from its epoch, in its run's folder when it is
+        that run's last checkpoint, else in a new folder that records it.
         """
-        start, self.epoch = checkpoints.run_start_and_epoch(model_path)
-        now = start or datetime.datetime.now()
-        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(
-            self.config.NAME.lower(), now))
+        self.epoch, self.log_dir, self._continues = checkpoints.run_of(
+            model_path, self.model_dir, self.config.NAME)
+        # A new run started from a checkpoint records which.
+        self._parent = None if self._continues or not self.epoch \
+            else model_path
         self.checkpoint_path = training.checkpoint_template(
             self.log_dir, self.config.NAME)
+
+    def create_log_dir(self):
+        """Creates the run's folder, exclusively (the next free name if
+        another run took log_dir meanwhile), and returns its path. train()
+        calls it; repeated calls and a continued run keep the folder."""
+        if not self._continues:
+            self.log_dir = checkpoints.create_run_dir(self.log_dir,
+                                                      self._parent, self.epoch)
+            self.checkpoint_path = training.checkpoint_template(
+                self.log_dir, self.config.NAME)
+            self._continues = True  # from now on, this run's folder
+        os.makedirs(self.log_dir, exist_ok=True)
+        return self.log_dir
 
     # --------------------------------------------------------------- training
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
@@ -211,6 +225,7 @@ class MaskRCNN(object):
         if self.mode != "training":
             raise RuntimeError("Create the model in training mode to train.")
         layers = LAYER_REGEX.get(layers, layers)
+        self.create_log_dir()
         train_feed, val_feed = training.training_feeds(
             self.config, train_dataset, val_dataset, augmentation,
             no_augmentation_sources, workers)

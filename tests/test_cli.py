@@ -326,6 +326,9 @@ class RecordingTrainer:
     def load_weights(self, path, by_name=False, exclude=None):
         self.loaded.append((path, by_name, exclude))
 
+    def create_log_dir(self):
+        return self.log_dir
+
     def train(self, *args, **kwargs):
         pass
 
