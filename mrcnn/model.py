@@ -23,7 +23,8 @@ import tensorflow as tf
 import keras
 
 from mrcnn import (architecture, best_model, checkpoints, distribute,
-                   inference, postprocess, runtime, tiling, training)
+                   inference, postprocess, runtime, termination, tiling,
+                   training)
 from mrcnn import utils  # noqa: F401  (the original's mrcnn.model.utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
@@ -242,15 +243,16 @@ class MaskRCNN(object):
             self.precision or "float32", self.threads))
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_feed, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH,
-            validation_data=val_feed,
-            validation_steps=self.config.VALIDATION_STEPS if val_feed else None,
-            callbacks=callbacks, verbose=1,
-            # The feed shuffles its images itself; keeping Keras from
-            # reordering batches lets errors name the batch's image ids.
-            shuffle=False)
+        with termination.sigterm_stops_cleanly(self.log_dir):
+            history = self.keras_model.fit(
+                train_feed, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=self.config.STEPS_PER_EPOCH,
+                validation_data=val_feed, validation_steps=(
+                    self.config.VALIDATION_STEPS if val_feed else None),
+                callbacks=callbacks, verbose=1,
+                # The feed shuffles its images itself; keeping Keras from
+                # reordering batches lets errors name the batch's image ids.
+                shuffle=False)
         finished = history.epoch[-1] + 1 if history.epoch else self.epoch
         if stop_on_nan.error is not None:
             raise stop_on_nan.error

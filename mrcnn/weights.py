@@ -332,15 +332,40 @@ def save_weights(keras_model, filepath):
     The file is written under a temporary name in the same folder and then
     renamed, so an interrupted save never leaves a half-written file under
     `filepath`. filepath must end with ".weights.h5". Returns filepath.
+    Raises WeightsWriteError (an OSError) naming the file when it cannot
+    be written.
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".weights.h5"):
         raise ValueError("save_weights: the file name must end with "
                          "'.weights.h5', got {}".format(filepath))
-    # The temporary name must end with .weights.h5 too, for Keras.
-    with atomic_files.replacing(filepath, suffix=".tmp.weights.h5") as tmp:
-        keras_model.save_weights(tmp)
+    try:
+        # The temporary name must end with .weights.h5 too, for Keras.
+        with atomic_files.replacing(filepath,
+                                    suffix=".tmp.weights.h5") as tmp:
+            keras_model.save_weights(tmp)
+    except Exception as error:  # a full disk, a lost mount, a quota...
+        raise WeightsWriteError(filepath, error) from error
     return filepath
+
+
+class WeightsWriteError(OSError):
+    """save_weights could not write a file; whatever was at its path
+    before is unchanged. ``path``: the file; ``errno``: the cause's."""
+
+    def __init__(self, filepath, cause):
+        super().__init__(*error_args(
+            "Could not write weights file {}: {}: {}. Nothing was written "
+            "under that name: the file there before, if any, is unchanged"
+            .format(filepath, type(cause).__name__, cause), cause))
+        self.path = filepath
+
+
+def error_args(message, cause):
+    """OSError arguments: (errno, message) keeping the cause's errno (ENOSPC
+    for a full disk) where it has one, else (message,)."""
+    code = getattr(cause, "errno", None)
+    return (code, message) if code is not None else (message,)
 
 
 def _keras_cache_dir():
