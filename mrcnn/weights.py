@@ -27,7 +27,8 @@ from mrcnn import atomic_files, weights_channels
 from mrcnn.weights_file import (KERAS3_FORMAT, LEGACY_FORMAT,  # noqa: F401
                                 WeightsFileError, _UnnamedLayersError,
                                 _detect_format, _open_h5, _read_layers,
-                                applications_resnet_name)
+                                add_checksum, applications_resnet_name,
+                                check_checksum)
 
 logger = logging.getLogger(__name__)
 
@@ -243,9 +244,10 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None):
 
     with _open_h5(filepath) as h5file:
         try:
+            check_checksum(h5file, filepath)  # before any weight changes
             report = _load_from_h5(keras_model, h5file, filepath, by_name,
                                    exclude)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # h5py: damaged metadata
             raise WeightsFileError(
                 "Cannot read weights file {}: it is truncated or corrupt "
                 "({})".format(filepath, error)) from error
@@ -344,6 +346,9 @@ def save_weights(keras_model, filepath):
         with atomic_files.replacing(filepath,
                                     suffix=".tmp.weights.h5") as tmp:
             keras_model.save_weights(tmp)
+            add_checksum(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())  # on disk before it takes the name
     except Exception as error:  # a full disk, a lost mount, a quota...
         raise WeightsWriteError(filepath, error) from error
     return filepath
