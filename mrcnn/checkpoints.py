@@ -1,7 +1,8 @@
 """Run folders, checkpoint paths, and finding the last checkpoint.
 
-Each training run writes to its own folder, ``<model_dir>/<name><YYYYmmddTHHMM>/``
-(lower-case NAME, local start time to the minute), with files named
+Each training run writes to its own folder,
+``<model_dir>/<name><YYYYmmddTHHMM>/`` (lower-case NAME, local start time
+to the minute), with files named
 ``mask_rcnn_<name>_<epoch>.weights.h5`` (epoch 1-based, 4 digits); legacy
 ``.h5`` files of the same names are recognised too. A second run of the
 same NAME started in the same minute gets ``..._2``, a third ``..._3``:
@@ -16,7 +17,8 @@ import re
 
 from mrcnn import atomic_files
 
-# Checkpoints: <model_dir>/<name><YYYYmmddTHHMM>[_<n>]/mask_rcnn_<name>_<epoch>.weights.h5
+# Checkpoints: <model_dir>/<name><YYYYmmddTHHMM>[_<n>]/
+#     mask_rcnn_<name>_<epoch>.weights.h5
 # Any NAME: dots, spaces and other non-word characters included.
 CHECKPOINT_RE = re.compile(
     r".*[/\\][^/\\]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(?:_\d+)?[/\\]"
@@ -160,10 +162,13 @@ def run_of(model_path, model_dir, name):
 
 
 def _is_last_of_run(model_path, model_dir, name):
-    run_dir = os.path.dirname(os.path.realpath(model_path))
+    # The folder's real path, not the file's: a linked file stays in it.
+    run_dir = os.path.realpath(os.path.dirname(os.path.abspath(model_path)))
     if os.path.realpath(model_dir) != os.path.dirname(run_dir):
         return False
-    if not _run_dir_re(name).match(os.path.basename(run_dir)):
+    if not _run_dir_re(name).match(os.path.basename(run_dir)) or \
+            not os.path.isdir(run_dir):
         return False
     checkpoints = epoch_checkpoints(run_dir)
-    return bool(checkpoints) and checkpoints[-1] == os.path.basename(model_path)
+    return bool(checkpoints) and \
+        checkpoints[-1] == os.path.basename(model_path)

@@ -229,7 +229,10 @@ def _arrays_digest(h5file):
 
 
 def add_checksum(filepath):
-    """Stores the arrays' checksum in the file (a root attribute)."""
+    """Stores the arrays' checksum in the file (a root attribute); a file
+    that is not HDF5 (a stand-in model's) is left as it is."""
+    if not h5py.is_hdf5(filepath):
+        return
     with h5py.File(filepath, "r+") as h5file:
         h5file.attrs[CHECKSUM_ATTR] = _arrays_digest(h5file)
 

@@ -11,7 +11,8 @@ Two modes:
     ``RECORD {json}`` lines when training starts, at each epoch's start
     and when training ends.
 
-``train MODEL_DIR --epochs E --fine-tune-epoch K --monitor --pause WHERE:N ... --markers DIR``
+``train MODEL_DIR --epochs E --fine-tune-epoch K --monitor
+--pause WHERE:N ... --markers DIR``
     The samples' schedule: heads at LEARNING_RATE to epoch K, then all
     layers at LEARNING_RATE / 10 to epoch E, evaluating the mask AP50 after
     every epoch (--monitor). Each --pause point, "train:N" (the middle of

@@ -256,7 +256,7 @@ def test_find_last_ignores_configs_whose_name_extends_ours(small_model,
         os.rmdir(other)
 
 
-# ------------------------------------------------ SIGTERM (a scheduler stops the job)
+# ------------------------------------- SIGTERM (a scheduler stops the job)
 
 SCHEDULE_EPOCHS = 3
 FINE_TUNE_EPOCH = 1  # heads at LEARNING_RATE to here, then all at / 10
