@@ -249,4 +249,6 @@ def check_checksum(h5file, filepath):
             "{} is corrupt: its arrays no longer match the checksum saved "
             "with them (the file was damaged after it was written: disk, "
             "copy or transfer). Load an earlier checkpoint or copy it "
-            "again.".format(filepath))
+            "again; a file changed on purpose (h5py) takes its new "
+            "checksum with mrcnn.weights_file.add_checksum(path)."
+            .format(filepath))
