@@ -226,10 +226,10 @@ class MaskRCNN(object):
         if self.mode != "training":
             raise RuntimeError("Create the model in training mode to train.")
         layers = LAYER_REGEX.get(layers, layers)
-        self.create_log_dir()
         train_feed, val_feed = training.training_feeds(
             self.config, train_dataset, val_dataset, augmentation,
             no_augmentation_sources, workers)
+        self.create_log_dir()  # the datasets are fine: now it is a run
         callbacks, stop_on_nan = training.fit_callbacks(
             self.log_dir, self.checkpoint_path, train_feed,
             best_model.training_callbacks(
