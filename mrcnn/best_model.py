@@ -23,7 +23,7 @@ import os
 
 import keras
 
-from mrcnn import atomic_files
+from mrcnn import atomic_files, termination
 from mrcnn import weights as weights_io
 
 logger = logging.getLogger(__name__)
@@ -171,9 +171,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
                           self.best_epoch, self.weights_path))
 
     def _save(self, epoch, value):
-        weights_io.save_weights(self.model, self.weights_path)
-        self._write_json({"monitor": self.monitor, "best": value,
-                          "epoch": epoch})
+        # A SIGTERM waits for both: the score always matches the weights.
+        with termination.writing():
+            weights_io.save_weights(self.model, self.weights_path)
+            self._write_json({"monitor": self.monitor, "best": value,
+                              "epoch": epoch})
         previous = self.best
         self.best, self.best_epoch = value, epoch
         self._say("Epoch {}: {} {} {:.4f}; saved {}".format(

@@ -103,7 +103,7 @@ def cmd_train(args):
     if path:
         skip = ("coco", "path") if args.exclude_heads else ("coco",)
         load_weights(model, path, exclude=heads_to_exclude(kind, skip))
-    write_run_config(model.log_dir, args.name, train_set.class_names,
+    write_run_config(model.create_log_dir(), args.name, train_set.class_names,
                      overrides)
     augmentation = None
     if args.augment:

@@ -6,6 +6,8 @@ samples' arguments and models.
 import json
 import os
 
+from mrcnn import atomic_files
+
 RUN_CONFIG = "run_config.json"
 
 # Config attributes a user can set with --set KEY=VALUE (JSON values, and
@@ -143,7 +145,6 @@ def write_run_config(log_dir, name, class_names, overrides):
     """Writes RUN_CONFIG (name, class names, --set overrides) in log_dir,
     atomically. Its class names are the run's reference: `evaluate` and
     `detect` read them back, and number datasets by them."""
-    from mrcnn import atomic_files
     atomic_files.write_json(os.path.join(log_dir, RUN_CONFIG), {
         "name": name, "class_names": list(class_names),
         "overrides": overrides}, indent=2)

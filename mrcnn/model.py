@@ -15,7 +15,6 @@ stage; this module also re-exports the names that code written for the
 original ``mrcnn.model`` imports from here.
 """
 
-import datetime
 import logging
 import os
 
@@ -24,7 +23,8 @@ import tensorflow as tf
 import keras
 
 from mrcnn import (architecture, best_model, checkpoints, distribute,
-                   inference, postprocess, runtime, tiling, training)
+                   inference, postprocess, runtime, termination, tiling,
+                   training)
 from mrcnn import utils  # noqa: F401  (the original's mrcnn.model.utils)
 from mrcnn import weights as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
@@ -143,17 +143,32 @@ class MaskRCNN(object):
         weights_io.save_weights(self.keras_model, filepath)
 
     def set_log_dir(self, model_path=None):
-        """Sets the log dir and epoch counter.
+        """Sets the log dir and epoch counter (see mrcnn.checkpoints).
 
-        With a path of one of our checkpoints, training continues in that
-        run's directory from the epoch after the checkpoint's.
+        Without model_path, a new run. With one of our checkpoints, the
+        epoch count goes on from its epoch, in its run's folder when it is
+        that run's last checkpoint, else in a new folder that records it.
         """
-        start, self.epoch = checkpoints.run_start_and_epoch(model_path)
-        now = start or datetime.datetime.now()
-        self.log_dir = os.path.join(self.model_dir, "{}{:%Y%m%dT%H%M}".format(
-            self.config.NAME.lower(), now))
+        self.epoch, self.log_dir, self._continues = checkpoints.run_of(
+            model_path, self.model_dir, self.config.NAME)
+        # A new run started from a checkpoint records which.
+        self._parent = None if self._continues or not self.epoch \
+            else model_path
         self.checkpoint_path = training.checkpoint_template(
             self.log_dir, self.config.NAME)
+
+    def create_log_dir(self):
+        """Creates the run's folder, exclusively (the next free name if
+        another run took log_dir meanwhile), and returns its path. train()
+        calls it; repeated calls and a continued run keep the folder."""
+        if not self._continues:
+            self.log_dir = checkpoints.create_run_dir(self.log_dir,
+                                                      self._parent, self.epoch)
+            self.checkpoint_path = training.checkpoint_template(
+                self.log_dir, self.config.NAME)
+            self._continues = True  # from now on, this run's folder
+        os.makedirs(self.log_dir, exist_ok=True)
+        return self.log_dir
 
     # --------------------------------------------------------------- training
     def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
@@ -219,6 +234,7 @@ class MaskRCNN(object):
         train_feed, val_feed = training.training_feeds(
             self.config, train_dataset, val_dataset, augmentation,
             no_augmentation_sources, workers)
+        self.create_log_dir()  # the datasets are fine: now it is a run
         callbacks, stop_on_nan = training.fit_callbacks(
             self.log_dir, self.checkpoint_path, train_feed,
             best_model.training_callbacks(
@@ -232,15 +248,16 @@ class MaskRCNN(object):
             self.precision or "float32", self.threads))
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_feed, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH,
-            validation_data=val_feed,
-            validation_steps=self.config.VALIDATION_STEPS if val_feed else None,
-            callbacks=callbacks, verbose=1,
-            # The feed shuffles its images itself; keeping Keras from
-            # reordering batches lets errors name the batch's image ids.
-            shuffle=False)
+        with termination.sigterm_stops_cleanly(self.log_dir):
+            history = self.keras_model.fit(
+                train_feed, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=self.config.STEPS_PER_EPOCH,
+                validation_data=val_feed, validation_steps=(
+                    self.config.VALIDATION_STEPS if val_feed else None),
+                callbacks=callbacks, verbose=1,
+                # The feed shuffles its images itself; keeping Keras from
+                # reordering batches lets errors name the batch's image ids.
+                shuffle=False)
         finished = history.epoch[-1] + 1 if history.epoch else self.epoch
         if stop_on_nan.error is not None:
             raise stop_on_nan.error

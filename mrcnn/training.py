@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 import keras
 
-from mrcnn import distribute, runtime
+from mrcnn import checkpoints, distribute, runtime, termination
 from mrcnn import weights as weights_io
 from mrcnn.data import MaskRCNNDataset
 
@@ -145,7 +145,32 @@ class CheckpointCallback(keras.callbacks.Callback):
                          "are not saved.", epoch + 1)
             return
         path = self.path_template.format(epoch=epoch + 1)
-        weights_io.save_weights(self.model, path)
+        try:
+            # A SIGTERM meanwhile waits: the finished epoch is kept.
+            with termination.writing():
+                weights_io.save_weights(self.model, path)
+        except weights_io.WeightsWriteError as error:
+            raise CheckpointSaveError(epoch + 1, path, error) from error
+
+
+class CheckpointSaveError(OSError):
+    """An epoch's checkpoint could not be written (disk full ...); the
+    previous checkpoints are untouched. ``path``: the checkpoint's path;
+    ``errno``: the cause's."""
+
+    def __init__(self, epoch, path, cause):
+        folder = os.path.dirname(path)
+        earlier = (checkpoints.epoch_checkpoints(folder)
+                   if os.path.isdir(folder) else [])
+        original = cause.__cause__ or cause
+        super().__init__(*weights_io.error_args(
+            "Epoch {} finished but its checkpoint {} could not be saved "
+            "({}: {}). The previous checkpoints are intact{}; fix the cause "
+            "and resume from the last one (model.find_last())".format(
+                epoch, path, type(original).__name__, original,
+                " (last: {})".format(earlier[-1]) if earlier else
+                " (there are none yet)"), cause))
+        self.path = path
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):

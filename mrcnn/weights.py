@@ -27,7 +27,8 @@ from mrcnn import atomic_files, weights_channels
 from mrcnn.weights_file import (KERAS3_FORMAT, LEGACY_FORMAT,  # noqa: F401
                                 WeightsFileError, _UnnamedLayersError,
                                 _detect_format, _open_h5, _read_layers,
-                                applications_resnet_name)
+                                add_checksum, applications_resnet_name,
+                                check_checksum)
 
 logger = logging.getLogger(__name__)
 
@@ -243,9 +244,10 @@ def load_weights(keras_model, filepath, by_name=False, exclude=None):
 
     with _open_h5(filepath) as h5file:
         try:
+            check_checksum(h5file, filepath)  # before any weight changes
             report = _load_from_h5(keras_model, h5file, filepath, by_name,
                                    exclude)
-        except OSError as error:
+        except (OSError, RuntimeError) as error:  # h5py: damaged metadata
             raise WeightsFileError(
                 "Cannot read weights file {}: it is truncated or corrupt "
                 "({})".format(filepath, error)) from error
@@ -332,15 +334,43 @@ def save_weights(keras_model, filepath):
     The file is written under a temporary name in the same folder and then
     renamed, so an interrupted save never leaves a half-written file under
     `filepath`. filepath must end with ".weights.h5". Returns filepath.
+    Raises WeightsWriteError (an OSError) naming the file when it cannot
+    be written.
     """
     filepath = os.fspath(filepath)
     if not filepath.endswith(".weights.h5"):
         raise ValueError("save_weights: the file name must end with "
                          "'.weights.h5', got {}".format(filepath))
-    # The temporary name must end with .weights.h5 too, for Keras.
-    with atomic_files.replacing(filepath, suffix=".tmp.weights.h5") as tmp:
-        keras_model.save_weights(tmp)
+    try:
+        # The temporary name must end with .weights.h5 too, for Keras.
+        with atomic_files.replacing(filepath,
+                                    suffix=".tmp.weights.h5") as tmp:
+            keras_model.save_weights(tmp)
+            add_checksum(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())  # on disk before it takes the name
+    except Exception as error:  # a full disk, a lost mount, a quota...
+        raise WeightsWriteError(filepath, error) from error
     return filepath
+
+
+class WeightsWriteError(OSError):
+    """save_weights could not write a file; whatever was at its path
+    before is unchanged. ``path``: the file; ``errno``: the cause's."""
+
+    def __init__(self, filepath, cause):
+        super().__init__(*error_args(
+            "Could not write weights file {}: {}: {}. Nothing was written "
+            "under that name: the file there before, if any, is unchanged"
+            .format(filepath, type(cause).__name__, cause), cause))
+        self.path = filepath
+
+
+def error_args(message, cause):
+    """OSError arguments: (errno, message) keeping the cause's errno (ENOSPC
+    for a full disk) where it has one, else (message,)."""
+    code = getattr(cause, "errno", None)
+    return (code, message) if code is not None else (message,)
 
 
 def _keras_cache_dir():

@@ -7,13 +7,20 @@ read: nothing stored in a file is deserialized as code.
 """
 
 import dataclasses
+import hashlib
 import os
 import re
 
 import h5py
+import numpy as np
 
 KERAS3_FORMAT = "keras3"
 LEGACY_FORMAT = "legacy_h5"
+
+# Root attribute of the files mrcnn.weights.save_weights writes: the
+# sha256 of their arrays. HDF5 keeps no checksum of its own, so damaged
+# array bytes would otherwise load as weights without a word.
+CHECKSUM_ATTR = "mrcnn_arrays_sha256"
 
 
 class WeightsFileError(ValueError):
@@ -199,3 +206,49 @@ def _read_layers(h5file, filepath, model_names):
         layers = _keras3_layers(group, filepath)
     layers, mapping = _map_applications_names(layers, model_names)
     return file_format, layers, mapping
+
+
+############################################################
+#  Checksum of the arrays
+############################################################
+
+
+def _arrays_digest(h5file):
+    """sha256 over every dataset of the file: path, dtype, shape and bytes,
+    in path order."""
+    names = []
+    h5file.visititems(lambda name, node: names.append(name)
+                      if isinstance(node, h5py.Dataset) else None)
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        array = np.asarray(h5file[name][()])
+        digest.update("{}|{}|{}|".format(name, array.dtype,
+                                         array.shape).encode("utf-8"))
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def add_checksum(filepath):
+    """Stores the arrays' checksum in the file (a root attribute); a file
+    that is not HDF5 (a stand-in model's) is left as it is."""
+    if not h5py.is_hdf5(filepath):
+        return
+    with h5py.File(filepath, "r+") as h5file:
+        h5file.attrs[CHECKSUM_ATTR] = _arrays_digest(h5file)
+
+
+def check_checksum(h5file, filepath):
+    """Raises WeightsFileError naming filepath when the file carries a
+    checksum its arrays no longer match; files without one (legacy files,
+    Keras' own) pass."""
+    stored = h5file.attrs.get(CHECKSUM_ATTR)
+    if stored is None:
+        return
+    if _decode(stored) != _arrays_digest(h5file):
+        raise WeightsFileError(
+            "{} is corrupt: its arrays no longer match the checksum saved "
+            "with them (the file was damaged after it was written: disk, "
+            "copy or transfer). Load an earlier checkpoint or copy it "
+            "again; a file changed on purpose (h5py) takes its new "
+            "checksum with mrcnn.weights_file.add_checksum(path)."
+            .format(filepath))

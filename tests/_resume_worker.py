@@ -11,6 +11,16 @@ Two modes:
     ``RECORD {json}`` lines when training starts, at each epoch's start
     and when training ends.
 
+``train MODEL_DIR --epochs E --fine-tune-epoch K --monitor
+--pause WHERE:N ... --markers DIR``
+    The samples' schedule: heads at LEARNING_RATE to epoch K, then all
+    layers at LEARNING_RATE / 10 to epoch E, evaluating the mask AP50 after
+    every epoch (--monitor). Each --pause point, "train:N" (the middle of
+    epoch N), "eval:N" (the evaluation after epoch N) or "save:N" (epoch
+    N's checkpoint written under its temporary name, not yet renamed),
+    writes DIR/<where><N> there and waits for DIR/<where><N>.go, unless
+    DIR/<where><N> is already there: the test sends SIGTERM at that point.
+
 ``save-hang PATH --marker MARKER``
     Saves a small Keras model with mrcnn.weights.save_weights, but stops
     halfway through writing (the temporary file half written), writes
@@ -74,6 +84,59 @@ class PauseMidEpoch(keras.callbacks.Callback):
         time.sleep(HANG_SECONDS)
 
 
+class PausePoints:
+    """The --pause points of a run: pause(where, epoch) writes the marker
+    and waits for its ".go" file the first time a point is reached."""
+
+    def __init__(self, points, folder):
+        self.points = set(points or [])
+        self.folder = folder
+        self.epoch = None  # 1-based, set by the callback below
+
+    def pause(self, where, epoch):
+        name = "{}{}".format(where, epoch)
+        marker = os.path.join(self.folder or ".", name)
+        if "{}:{}".format(where, epoch) not in self.points or \
+                os.path.exists(marker):
+            return
+        with open(marker, "w") as f:
+            f.write(name + "\n")
+        deadline = time.monotonic() + HANG_SECONDS
+        while not os.path.exists(marker + ".go") and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def callback(self):
+        points = self
+
+        class Pause(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                points.epoch = epoch + 1
+
+            def on_train_batch_begin(self, batch, logs=None):
+                if batch == 1:
+                    points.pause("train", points.epoch)
+        return Pause()
+
+    def patch(self, keras_model):
+        """Pauses in the evaluation (mrcnn.evaluate.evaluate_model) and in
+        the checkpoint write (keras_model.save_weights on the temporary)."""
+        from mrcnn import evaluate
+        real_evaluate, real_save = evaluate.evaluate_model, \
+            keras_model.save_weights
+
+        def evaluate_model(*args, **kwargs):
+            self.pause("eval", self.epoch)
+            return real_evaluate(*args, **kwargs)
+
+        def save_weights(filepath, *args, **kwargs):
+            real_save(filepath, *args, **kwargs)
+            if "_{:04d}.weights.h5".format(self.epoch) in str(filepath):
+                self.pause("save", self.epoch)
+        evaluate.evaluate_model = evaluate_model
+        keras_model.save_weights = save_weights
+
+
 class RecordEpochs(keras.callbacks.Callback):
     """Records the epochs run and the optimizer's learning rate."""
 
@@ -107,14 +170,31 @@ def train(args):
     callbacks = [RecordEpochs()]
     if args.pause_epoch:
         callbacks.append(PauseMidEpoch(args.pause_epoch, args.marker))
-    history = model.train(dataset, None, learning_rate=LEARNING_RATE,
-                          epochs=args.epochs, layers="all", workers=1,
-                          custom_callbacks=callbacks)
-    record("end", history_epochs=[e + 1 for e in history.epoch],
+    points = PausePoints(args.pause, args.markers)
+    if args.pause:
+        callbacks.append(points.callback())
+        points.patch(model.keras_model)
+    epochs_seen, history = [], None
+    for learning_rate, epochs, layers in schedule(args):
+        history = model.train(
+            dataset, dataset if args.monitor else None,
+            learning_rate=learning_rate, epochs=epochs, layers=layers,
+            workers=1, custom_callbacks=callbacks,
+            monitor="val_mask_ap50" if args.monitor else None)
+        epochs_seen += [e + 1 for e in history.epoch]
+    record("end", history_epochs=epochs_seen,
            epochs_begun=callbacks[0].epochs,
            learning_rates=callbacks[0].learning_rates,
            final_epoch=model.epoch, log_dir=model.log_dir,
-           losses=[float(v) for v in history.history["loss"]])
+           losses=[float(v) for v in history.history.get("loss", [])])
+
+
+def schedule(args):
+    """(learning rate, epoch to reach, layers) of each train() call."""
+    if not args.fine_tune_epoch:
+        return [(LEARNING_RATE, args.epochs, "all")]
+    return [(LEARNING_RATE, args.fine_tune_epoch, "heads"),
+            (LEARNING_RATE / 10, args.epochs, "all")]
 
 
 def save_hang(args):
@@ -144,6 +224,10 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--pause-epoch", type=int, default=0)
     p.add_argument("--marker")
+    p.add_argument("--fine-tune-epoch", type=int, default=0)
+    p.add_argument("--monitor", action="store_true")
+    p.add_argument("--pause", nargs="*", default=[])
+    p.add_argument("--markers")
     p = modes.add_parser("save-hang")
     p.add_argument("path")
     p.add_argument("--marker", required=True)

@@ -1,11 +1,14 @@
 """MaskRCNN end to end on a tiny config: build, train, detect, weights."""
 
+import datetime
+import hashlib
 import os
 import re
 
 import numpy as np
 import pytest
 
+from mrcnn import checkpoints
 from mrcnn import model as modellib
 from mrcnn.training import LOSS_NAMES
 from samples.shapes.shapes import ShapesDataset
@@ -67,6 +70,43 @@ def test_second_train_call_continues_without_stacking_metrics(trained):
     assert history.epoch == [2]
     assert set(history.history) == {"loss", *LOSS_NAMES}
     assert model.epoch == 3
+
+
+def test_training_from_an_earlier_epoch_keeps_the_later_ones(trained,
+                                                             monkeypatch):
+    model, _, dataset, model_dir = trained
+    run_dir = os.path.dirname(model.find_last())
+    files = sorted(os.listdir(run_dir))
+    digests = {f: file_digest(os.path.join(run_dir, f)) for f in files
+               if f.endswith(".h5")}
+    assert len(digests) >= 2
+    # Fine-tuning from epoch 1, in the same minute as the run started.
+    minute = datetime.datetime.strptime(os.path.basename(run_dir)[-13:],
+                                        "%Y%m%dT%H%M")
+    monkeypatch.setattr(checkpoints, "_now", lambda: minute)
+    first = os.path.join(run_dir, "mask_rcnn_tiny_0001.weights.h5")
+    model.load_weights(first, by_name=True)
+    assert model.epoch == 1
+    history = model.train(dataset, None, learning_rate=0.001, epochs=2,
+                          layers="heads", workers=1)
+    assert history.epoch == [1]
+    # Epoch 2 went to a new folder, which names where it came from ...
+    new_dir = model.log_dir
+    assert os.path.dirname(new_dir) == model_dir and new_dir != run_dir
+    assert os.path.basename(new_dir).startswith(os.path.basename(run_dir))
+    assert checkpoints.read_parent(new_dir) == {
+        "checkpoint": os.path.abspath(first), "epoch": 1}
+    assert model.find_last() == os.path.join(
+        new_dir, "mask_rcnn_tiny_0002.weights.h5")
+    # ... and the old run is as it was.
+    assert sorted(os.listdir(run_dir)) == files
+    assert {f: file_digest(os.path.join(run_dir, f)) for f in digests} \
+        == digests
+
+
+def file_digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def test_losses_fall_when_overfitting_one_image(tmp_path):

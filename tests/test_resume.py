@@ -197,9 +197,16 @@ def test_crash_during_checkpoint_write_keeps_previous(small_model,
 
     monkeypatch.setattr(model.keras_model, "save_weights",
                         write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left") as info:
         callback.on_epoch_end(1, {"loss": 0.5})
     monkeypatch.undo()
+    # The error says which file, and that the earlier ones are intact.
+    message = str(info.value)
+    assert os.path.join(model.log_dir, checkpoint_name(2)) in message
+    assert "previous checkpoints are intact" in message
+    assert checkpoint_name(1) in message
+    assert info.value.errno == 28
+    assert info.value.path.endswith(checkpoint_name(2))
     assert sorted(os.listdir(model.log_dir)) == [checkpoint_name(1)]
     assert model.find_last() == first
     model.load_weights(model.find_last(), by_name=True)  # loads cleanly
@@ -247,3 +254,143 @@ def test_find_last_ignores_configs_whose_name_extends_ours(small_model,
     finally:
         os.remove(os.path.join(other, "mask_rcnn_resume_big_0001.weights.h5"))
         os.rmdir(other)
+
+
+# ------------------------------------- SIGTERM (a scheduler stops the job)
+
+SCHEDULE_EPOCHS = 3
+FINE_TUNE_EPOCH = 1  # heads at LEARNING_RATE to here, then all at / 10
+
+
+def run_until_sigterm(command, markers, point, log_path):
+    """Runs command until it writes markers/point, sends SIGTERM, lets the
+    worker go on from its pause and waits for it to end. Returns
+    (return code, output)."""
+    marker = os.path.join(markers, point)
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log,
+                                   stderr=subprocess.STDOUT, env=worker_env())
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not os.path.exists(marker) and process.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+            reached = os.path.exists(marker)
+            if reached:
+                process.send_signal(signal.SIGTERM)
+                open(marker + ".go", "w").close()
+                process.wait(timeout=START_TIMEOUT)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    with open(log_path) as log:
+        output = log.read()
+    assert reached, "worker never reached {}:\n{}".format(point,
+                                                          output[-3000:])
+    return process.returncode, output
+
+
+@pytest.fixture(scope="module")
+def sigtermed_runs(tmp_path_factory):
+    """The samples' schedule (heads to epoch 1, then all layers at a tenth
+    of the rate to epoch 3, the mask AP evaluated after every epoch),
+    stopped by SIGTERM three times and restarted with the same command:
+    mid-epoch 2, in the evaluation after epoch 2, and while epoch 3's
+    checkpoint is written. Returns the runs' return codes, records and the
+    run folder's files after each."""
+    root = tmp_path_factory.mktemp("sigterm")
+    model_dir, markers = str(root / "logs"), str(root / "markers")
+    os.makedirs(markers)
+    command = [sys.executable, WORKER, "train", model_dir,
+               "--epochs", str(SCHEDULE_EPOCHS),
+               "--fine-tune-epoch", str(FINE_TUNE_EPOCH), "--monitor",
+               "--markers", markers, "--pause", "train:2", "eval:2", "save:3"]
+    runs = []
+    for point in ("train2", "eval2", "save3"):
+        code, output = run_until_sigterm(command, markers, point,
+                                         str(root / (point + ".log")))
+        lines = records(output)
+        log_dir = lines[0]["log_dir"]
+        runs.append({"code": code, "output": output, "records": lines,
+                     "files": sorted(os.listdir(log_dir)),
+                     "digests": {f: file_digest(os.path.join(log_dir, f))
+                                 for f in os.listdir(log_dir)
+                                 if f.endswith(".h5")}})
+    return {"runs": runs, "model_dir": model_dir}
+
+
+def test_sigterm_ends_each_run_as_sigterm_does(sigtermed_runs):
+    for run in sigtermed_runs["runs"]:
+        assert run["code"] == -signal.SIGTERM, run["output"][-3000:]
+        assert "Terminated (SIGTERM)" in run["output"]
+
+
+def test_sigterm_keeps_finished_epochs_and_no_temporary(sigtermed_runs):
+    runs = sigtermed_runs["runs"]
+    kept = [[f for f in run["files"] if f.endswith(".h5")
+             and not f.endswith("_best.weights.h5")] for run in runs]
+    # Mid-epoch 2: epoch 1. In epoch 2's evaluation: epochs 1 and 2. While
+    # epoch 3's checkpoint was written: that write was finished first.
+    assert kept == [[checkpoint_name(1)],
+                    [checkpoint_name(1), checkpoint_name(2)],
+                    [checkpoint_name(e) for e in (1, 2, 3)]]
+    for run in runs:
+        assert not [f for f in run["files"] if f.startswith(".")], run["files"]
+    # Finished epochs are never written again.
+    for before, after in zip(runs, runs[1:]):
+        for name, digest in before["digests"].items():
+            if not name.endswith("_best.weights.h5"):
+                assert after["digests"][name] == digest
+    last = training_checkpoints_last(sigtermed_runs["model_dir"])
+    assert os.path.basename(last) == checkpoint_name(3)
+    import h5py
+    with h5py.File(last, "r") as f:  # complete: it opens and has layers
+        assert "layers" in f
+
+
+def training_checkpoints_last(model_dir):
+    from mrcnn import checkpoints
+    return checkpoints.find_last_checkpoint(model_dir, ResumeConfig.NAME)
+
+
+def test_sigterm_restart_resumes_at_the_epoch_and_rate(sigtermed_runs):
+    runs = sigtermed_runs["runs"]
+    starts = [of_kind(run["records"], "start")[0] for run in runs]
+    assert [s["initial_epoch"] for s in starts] == [0, 1, 2]
+    assert [os.path.basename(s["resumed_from"] or "") for s in starts] == [
+        "", checkpoint_name(1), checkpoint_name(2)]
+    # One run folder throughout: each restart continued the last epoch.
+    assert len({s["log_dir"] for s in starts}) == 1
+    epochs = [[(r["epoch"], r["learning_rate"])
+               for r in of_kind(run["records"], "epoch")] for run in runs]
+    fine = pytest.approx(LEARNING_RATE / 10)
+    assert epochs[0] == [(1, pytest.approx(LEARNING_RATE)), (2, fine)]
+    assert epochs[1] == [(2, fine)]
+    assert epochs[2] == [(3, fine)]
+
+
+def test_sigterm_best_model_score_matches_its_weights(sigtermed_runs):
+    from mrcnn import best_model
+    [run] = sigtermed_runs["runs"][-1:]
+    log_dir = run["records"][0]["log_dir"]
+    weights, score = best_model.best_paths(log_dir, ResumeConfig.NAME)
+    if not os.path.exists(score):
+        # Every AP was undefined (-1): no best model, no score.
+        assert not os.path.exists(weights)
+        return
+    with open(score) as f:
+        state = json.load(f)
+    # The best file is a copy of the epoch checkpoint its score names.
+    import h5py
+    with h5py.File(weights, "r") as best, h5py.File(os.path.join(
+            log_dir, checkpoint_name(state["epoch"])), "r") as epoch:
+        assert_same_arrays(best, epoch)
+
+
+def assert_same_arrays(a, b):
+    names = []
+    a.visit(lambda n: names.append(n) if hasattr(a[n], "shape") else None)
+    assert names
+    for name in names:
+        np.testing.assert_array_equal(a[name][()], b[name][()])

@@ -111,6 +111,9 @@ def broken_checkpoint(good_path, folder, kind):
     data = open(good_path, "rb").read()
     content = {
         "truncated": data[:len(data) // 3],  # disk full, interrupted copy
+        # a bad disk sector or a damaged transfer: array bytes changed,
+        # the HDF5 structure intact (HDF5 keeps no checksum of its own)
+        "garbled": garbled_array_bytes(good_path, data),
         # a download that saved the server's error page
         "html": b"<!DOCTYPE html><html><body>Not Found</body></html>",
         "empty": b"",
@@ -123,8 +126,23 @@ def broken_checkpoint(good_path, folder, kind):
     return path
 
 
+def garbled_array_bytes(path, data):
+    """data with 64 bytes inverted in the middle of the largest array."""
+    with h5py.File(path, "r") as f:
+        arrays = []
+        f.visititems(lambda name, node: arrays.append(
+            (node.id.get_storage_size(), node.id.get_offset()))
+            if isinstance(node, h5py.Dataset) else None)
+    size, offset = max(arrays)
+    start = offset + size // 2
+    garbled = bytearray(data)
+    garbled[start:start + 64] = bytes(255 - b for b in data[start:start + 64])
+    return bytes(garbled)
+
+
 @pytest.mark.parametrize("kind,expected", [
     ("truncated", r"truncated or corrupt"),
+    ("garbled", r"is corrupt: its arrays no longer match"),
     ("html", r"not an HDF5 file"),
     ("empty", r"not an HDF5 file"),
 ])
