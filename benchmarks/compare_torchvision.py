@@ -539,7 +539,8 @@ def main():
     from inference import configure_threads, peak_rss_mb, random_image
     import numpy as np
 
-    from mrcnn import conv, runtime
+    from mrcnn import runtime
+    from mrcnn.network import conv
     report = {"date": time.strftime("%Y-%m-%d"), "threads": args.threads,
               "cpu": runtime.cpu_summary(),
               "onednn_max_cpu_isa": os.environ.get(runtime.ONEDNN_ISA_ENV),

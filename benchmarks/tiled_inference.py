@@ -67,7 +67,7 @@ def run_mode(args):
     """The measurements of one mode, in this process."""
     configure_threads(args.threads)
     from mrcnn import model as modellib
-    from mrcnn import tiling
+    from mrcnn.inference import tiling
 
     overrides = TINY["overrides"] if args.tiny else {}
     config = make_config(args.backbone, args.tile, num_classes=81,

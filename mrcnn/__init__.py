@@ -9,7 +9,7 @@ not imported here: it is slow and optional (see ``mrcnn._imgaug_compat``).
 Bad input gets a clear error naming the image or file and what is wrong,
 or a documented handling (clip, convert, skip) that also says so at run
 time, and is never dropped without a warning that names the image
-(``mrcnn.dropped``).
+(``mrcnn.structures.dropped``).
 
 It also turns TensorFlow's oneDNN kernels on where TensorFlow would leave
 them off (CPUs without AVX512_VNNI), unless ``TF_ENABLE_ONEDNN_OPTS`` is
@@ -21,3 +21,9 @@ from mrcnn import _imgaug_compat  # noqa: F401  (numpy aliases for imgaug)
 from mrcnn import runtime as _runtime
 
 _runtime.prefer_onednn()
+
+# The module paths of 3.0.0 (mrcnn.evaluate, mrcnn.box_utils, ...) keep
+# working, with a DeprecationWarning naming the new home.
+from mrcnn import _moved  # noqa: E402
+
+_moved.install()

@@ -1,6 +1,6 @@
-"""python -m mrcnn ...: the command line (see mrcnn.cli)."""
+"""python -m mrcnn ...: the command line (see mrcnn.cli.commands)."""
 import sys
 
-from mrcnn.cli import main
+from mrcnn.cli.commands import main
 
 sys.exit(main())

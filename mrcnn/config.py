@@ -108,7 +108,7 @@ class Config(object):
 
     # Image mean (RGB): one entry per channel, IMAGE_CHANNEL_COUNT in all
     # (checked). With C != 3 channels, load_weights(..., by_name=True) of
-    # RGB weights adapts conv1 to C input channels (mrcnn.weights_channels).
+    # RGB weights adapts conv1 to C input channels (mrcnn.weights.channels).
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
 
     # ROIs per image fed to the classifier/mask heads during training.
@@ -215,7 +215,7 @@ class Config(object):
     # Let each convolution apply the batch norm after it wherever that uses
     # its moving statistics (inference, TRAIN_BN False, frozen layers): the
     # same numbers to float rounding, the normalization's passes saved.
-    # Weights and layer names are unchanged. See mrcnn.backbone.
+    # Weights and layer names are unchanged. See mrcnn.network.backbone.
     FOLD_BATCH_NORM = True
     # TensorFlow's CPU threads. None: $MRCNN_CPU_THREADS if set, else the
     # cores this process may use (affinity mask and cgroup CPU quota).

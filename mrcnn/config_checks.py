@@ -9,7 +9,7 @@ graph or, worse, silently (a NaN ``DETECTION_MIN_CONFIDENCE`` keeps no
 detection). Checks across attributes (MASK_SHAPE against MASK_POOL_SIZE,
 the IoU order...) stay in ``Config.validate``.
 
-The command line (``mrcnn.cli_setup.parse_overrides``) runs the same rules
+The command line (``mrcnn.cli.setup.parse_overrides``) runs the same rules
 on ``--set`` values before it loads or builds anything.
 """
 

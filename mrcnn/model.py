@@ -10,7 +10,7 @@
     model.load_weights(model.find_last(), by_name=True)
     r = model.detect([image])[0]   # rois, class_ids, scores, masks
 
-The graph itself is assembled in ``mrcnn.architecture`` from one module per
+The graph itself is assembled in ``mrcnn.network.architecture`` from one module per
 stage; this module also re-exports the names that code written for the
 original ``mrcnn.model`` imports from here.
 """
@@ -22,37 +22,46 @@ import numpy as np
 import tensorflow as tf
 import keras
 
-from mrcnn import (architecture, best_model, checkpoints, distribute,
-                   inference, postprocess, runtime, termination, tiling,
-                   training)
+from mrcnn import runtime
+from mrcnn.network import architecture
+from mrcnn.training import best_model
+from mrcnn.training import checkpoints
+from mrcnn.training import distribute
+from mrcnn.inference import molding as inference
+from mrcnn.inference import postprocess
+from mrcnn.training import termination
+from mrcnn.inference import tiling
+from mrcnn.training import trainer as training
 from mrcnn import utils  # noqa: F401  (the original's mrcnn.model.utils)
-from mrcnn import weights as weights_io
+from mrcnn.weights import loading as weights_io
 # Re-exports: the original mrcnn.model kept all of these in one file.
-from mrcnn.backbone import (BatchNorm, conv_block, fpn_graph,  # noqa: F401
-                            identity_block, resnet_graph)
-from mrcnn.box_ops import (apply_box_deltas_graph, batch_pack_graph,  # noqa: F401
-                           box_refinement_graph, clip_boxes_graph,
-                           denorm_boxes_graph, norm_boxes_graph,
-                           overlaps_graph, parse_image_meta_graph,
-                           trim_zeros_graph)
-from mrcnn.data import (build_detection_targets, build_rpn_targets,  # noqa: F401
-                        compose_image_meta, compute_backbone_shapes,
-                        data_generator, generate_random_rois, load_image_gt,
-                        mold_image, parse_image_meta, unmold_image,
-                        MaskRCNNDataset, DataSequence)
-from mrcnn.checkpoints import CHECKPOINT_RE  # noqa: F401
-from mrcnn.class_identity import check_class_count
-from mrcnn.detection import DetectionLayer, refine_detections_graph  # noqa: F401
-from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
-from mrcnn.losses import (mrcnn_bbox_loss_graph, mrcnn_class_loss_graph,  # noqa: F401
-                          mrcnn_mask_loss_graph, rpn_bbox_loss_graph,
-                          rpn_class_loss_graph, smooth_l1_loss)
-from mrcnn.roi_align import PyramidROIAlign, log2_graph  # noqa: F401
+from mrcnn.network.backbone import (BatchNorm, conv_block,  # noqa: F401
+                                    fpn_graph, identity_block, resnet_graph)
+from mrcnn.network.box_ops import (apply_box_deltas_graph,  # noqa: F401
+                                   batch_pack_graph, box_refinement_graph,
+                                   clip_boxes_graph, denorm_boxes_graph,
+                                   norm_boxes_graph, overlaps_graph,
+                                   parse_image_meta_graph, trim_zeros_graph)
+from mrcnn.data import (build_detection_targets,  # noqa: F401
+                        build_rpn_targets, compose_image_meta,
+                        compute_backbone_shapes, data_generator,
+                        generate_random_rois, load_image_gt, mold_image,
+                        parse_image_meta, unmold_image, MaskRCNNDataset,
+                        DataSequence)
+from mrcnn.training.checkpoints import CHECKPOINT_RE  # noqa: F401
+from mrcnn.structures.class_identity import check_class_count
+from mrcnn.network.detection import DetectionLayer, refine_detections_graph  # noqa: F401
+from mrcnn.network.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
+from mrcnn.network.losses import (mrcnn_bbox_loss_graph,  # noqa: F401
+                                  mrcnn_class_loss_graph,
+                                  mrcnn_mask_loss_graph, rpn_bbox_loss_graph,
+                                  rpn_class_loss_graph, smooth_l1_loss)
+from mrcnn.network.roi_align import PyramidROIAlign, log2_graph  # noqa: F401
 from mrcnn.runtime import precision_policy
-from mrcnn.tables import log
-from mrcnn.rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
-from mrcnn.targets import (DetectionTargetLayer,  # noqa: F401
-                           detection_targets_graph)
+from mrcnn.drawing.tables import log
+from mrcnn.network.rpn import ProposalLayer, build_rpn_model, rpn_graph  # noqa: F401
+from mrcnn.network.targets import (DetectionTargetLayer,  # noqa: F401
+                                   detection_targets_graph)
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +89,7 @@ class MaskRCNN(object):
         distribute_strategy: a tf.distribute strategy to build and train
             under. By default GPU_COUNT > 1 gives MirroredStrategy over that
             many GPUs and a multi-worker TF_CONFIG gives
-            MultiWorkerMirroredStrategy (see mrcnn.distribute).
+            MultiWorkerMirroredStrategy (see mrcnn.training.distribute).
         """
         if mode not in ("training", "inference"):
             raise ValueError("mode must be 'training' or 'inference', got "
@@ -143,7 +152,7 @@ class MaskRCNN(object):
         weights_io.save_weights(self.keras_model, filepath)
 
     def set_log_dir(self, model_path=None):
-        """Sets the log dir and epoch counter (see mrcnn.checkpoints).
+        """Sets the log dir and epoch counter (see mrcnn.training.checkpoints).
 
         Without model_path, a new run. With one of our checkpoints, the
         epoch count goes on from its epoch, in its run's folder when it is
@@ -184,7 +193,7 @@ class MaskRCNN(object):
         graph uses CropAndResize, which has no XLA kernel)."""
         distribute.check_global_batch(self.config, self.strategy)
         with self.strategy.scope():
-            # Clips the gradient summed over replicas (see mrcnn.distribute).
+            # Clips the gradient summed over replicas (see mrcnn.training.distribute).
             optimizer = distribute.GlobalGradientSGD(
                 learning_rate=learning_rate, momentum=momentum,
                 clipnorm=self.config.GRADIENT_CLIP_NORM)
@@ -194,8 +203,8 @@ class MaskRCNN(object):
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def export(self, export_dir):
-        """Writes a SavedModel with a serving signature (see mrcnn.export)."""
-        from mrcnn import export
+        """Writes a SavedModel with a serving signature (see mrcnn.inference.export)."""
+        from mrcnn.inference import export
         return export.export_saved_model(self, export_dir)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -220,7 +229,7 @@ class MaskRCNN(object):
         monitor: None, "val_loss", "val_mask_ap50", "val_mask_ap",
             "val_bbox_ap50" or "val_bbox_ap": keep the best epoch's weights
             as mask_rcnn_<name>_best.weights.h5 (APs are evaluated on
-            val_dataset after every epoch; see mrcnn.best_model).
+            val_dataset after every epoch; see mrcnn.training.best_model).
         patience: with monitor, stop after this many epochs without
             improvement (None: never).
         Returns the Keras History.
@@ -384,7 +393,7 @@ class MaskRCNN(object):
     def detect_tiled(self, images, tile=None, overlap=None, full_masks=True,
                      verbose=0):
         """Runs detection on overlapping tiles of images of any size and
-        merges the instances cut by tile borders (see mrcnn.tiling).
+        merges the instances cut by tile borders (see mrcnn.inference.tiling).
 
         images: list of [H, W, C] images.
         tile: tile side in pixels, or (height, width); default

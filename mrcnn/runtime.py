@@ -17,7 +17,7 @@ Two choices decide most of a CPU's speed, and both are made here, once:
   every step anyway); ``$MRCNN_MALLOC_TUNING=0`` leaves malloc as it is.
 * Kernels. TensorFlow runs its oneDNN kernels by default only on CPUs
   with AVX512_VNNI or newer; on an AVX2 CPU it runs Eigen's. Measured on a
-  2-core AVX2 host, oneDNN with ``mrcnn.conv`` runs detect() at 1024 px
+  2-core AVX2 host, oneDNN with ``mrcnn.network.conv`` runs detect() at 1024 px
   in 3.8 s against Eigen's 5.9 s, and the ResNet50 training step of
   benchmarks/compare_torchvision.py in 5.9 s against 8.9 s, with a
   twentieth of the page faults. ``prefer_onednn`` (run when ``mrcnn`` is
@@ -66,7 +66,7 @@ BF16_ISA_CAPS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
 @functools.lru_cache(maxsize=None)
 def cpu_flags(cpuinfo="/proc/cpuinfo"):
     """The CPU's feature flags (a frozenset of strings; empty if
-    unreadable). Read once a path: mrcnn.conv asks for each layer it
+    unreadable). Read once a path: mrcnn.network.conv asks for each layer it
     builds."""
     try:
         with open(cpuinfo) as handle:

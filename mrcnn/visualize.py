@@ -14,8 +14,8 @@ usable both inline in Jupyter and on a headless machine:
   returns the caller's figure and leaves it open.
 
 The numpy drawing helpers (random_colors, apply_mask, ...) live in
-``mrcnn.drawing``, the tables in ``mrcnn.tables`` and what the figures draw
-on their axes in ``mrcnn.axes_drawing``; all are re-exported here.
+``mrcnn.drawing.images``, the tables in ``mrcnn.drawing.tables`` and what the figures draw
+on their axes in ``mrcnn.drawing.axes``; all are re-exported here.
 
 Importing this module does not import TensorFlow.
 """
@@ -26,15 +26,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib import lines, patches
 
-from mrcnn.axes_drawing import (_check_instances, _class_label,
-                                draw_boxes_on, draw_instances_on)
+from mrcnn.drawing.axes import (_check_instances, _class_label, draw_boxes_on,
+                                draw_instances_on)
 # Re-exports: the original mrcnn.visualize kept all of these in one file.
-from mrcnn.drawing import (apply_mask, apply_masks_fast,  # noqa: F401
-                           color_splash, draw_box, random_colors)
-from mrcnn.tables import display_table, display_weight_stats  # noqa: F401
-from mrcnn.figures import (_NON_INTERACTIVE_BACKENDS,  # noqa: F401
-                           _figure_and_axes, _finish, _is_interactive_backend)
-from mrcnn.evaluation_plots import (plot_confusion_matrix,  # noqa: F401
+from mrcnn.drawing.images import (apply_mask, apply_masks_fast,  # noqa: F401
+                                  color_splash, draw_box, random_colors)
+from mrcnn.drawing.tables import display_table, display_weight_stats  # noqa: F401
+from mrcnn.drawing.figures import (_NON_INTERACTIVE_BACKENDS,  # noqa: F401
+                                   _figure_and_axes, _finish,
+                                   _is_interactive_backend)
+from mrcnn.evaluation.plots import (plot_confusion_matrix,  # noqa: F401
                                     plot_per_class_ap)
 
 ############################################################

@@ -22,7 +22,7 @@ Two modes:
     DIR/<where><N> is already there: the test sends SIGTERM at that point.
 
 ``save-hang PATH --marker MARKER``
-    Saves a small Keras model with mrcnn.weights.save_weights, but stops
+    Saves a small Keras model with mrcnn.weights.loading.save_weights, but stops
     halfway through writing (the temporary file half written), writes
     MARKER and sleeps: a kill during a checkpoint write.
 """
@@ -41,7 +41,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mrcnn import model as modellib  # noqa: E402
-from mrcnn import weights as weights_io  # noqa: E402
+from mrcnn.weights import loading as weights_io  # noqa: E402
 from samples.shapes.shapes import ShapesDataset  # noqa: E402
 from tests.tiny import TinyConfig  # noqa: E402
 
@@ -119,9 +119,9 @@ class PausePoints:
         return Pause()
 
     def patch(self, keras_model):
-        """Pauses in the evaluation (mrcnn.evaluate.evaluate_model) and in
+        """Pauses in the evaluation (mrcnn.evaluation.evaluate.evaluate_model) and in
         the checkpoint write (keras_model.save_weights on the temporary)."""
-        from mrcnn import evaluate
+        from mrcnn.evaluation import evaluate
         real_evaluate, real_save = evaluate.evaluate_model, \
             keras_model.save_weights
 

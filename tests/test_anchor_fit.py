@@ -1,4 +1,4 @@
-"""Anchors that fit the data (mrcnn.anchor_fit, `mrcnn check-dataset
+"""Anchors that fit the data (mrcnn.data.anchor_fit, `mrcnn check-dataset
 --anchors`): the coverage is held equal to a brute-force IoU matrix of the
 training boxes and anchors, on small elongated objects that the default
 anchors cover poorly."""
@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import skimage.io
 
-from mrcnn import anchor_fit, cli, utils
+from mrcnn import utils
+from mrcnn.data import anchor_fit
+from mrcnn.cli import commands as cli
 from mrcnn.config import Config
 from mrcnn.data import compute_backbone_shapes, load_image_gt
 

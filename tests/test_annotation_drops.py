@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 from pycocotools import mask as mask_utils
 
-from mrcnn import dropped
+from mrcnn.structures import dropped
 from mrcnn.datasets import (CocoDataset, LabelMeDataset, MasksDataset,
                             check_annotation_file, check_dataset, check_path,
                             dropped_counts)
@@ -50,7 +50,7 @@ def test_coco_annotation_of_unknown_category_is_warned_and_counted(
     assert "coco.json" in text and "annotation 11" in text
     assert "category_id 9" in text
     dataset.prepare()
-    with caplog.at_level(logging.WARNING, logger="mrcnn.dropped"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.structures.dropped"):
         masks, class_ids = dataset.load_mask(0)
     assert class_ids.tolist() == [1] and masks.shape == (12, 16, 1)
     assert "1 of the 2 instances" in caplog.text

@@ -1,9 +1,9 @@
-"""ResNet backbones, FPN and BatchNorm (mrcnn/backbone.py)."""
+"""ResNet backbones, FPN and BatchNorm (mrcnn/network/backbone.py)."""
 import numpy as np
 import pytest
 import keras
 
-from mrcnn.backbone import BatchNorm, fpn_graph, resnet_graph
+from mrcnn.network.backbone import BatchNorm, fpn_graph, resnet_graph
 
 IMAGE = 64
 

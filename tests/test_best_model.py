@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from mrcnn import best_model, evaluate
+from mrcnn.training import best_model
+from mrcnn.evaluation import evaluate
 from mrcnn import model as modellib
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
@@ -73,7 +74,7 @@ def test_best_file_early_stop_and_resume(tmp_path, monkeypatch, capsys,
     scripted = ScriptedEvaluation([0.1, 0.3, 0.2, 0.25])
     monkeypatch.setattr(evaluate, "evaluate_model", scripted)
     model = modellib.MaskRCNN("training", BestConfig(), model_dir)
-    with caplog.at_level(logging.INFO, logger="mrcnn.best_model"):
+    with caplog.at_level(logging.INFO, logger="mrcnn.training.best_model"):
         history = model.train(dataset, dataset, learning_rate=0.01,
                               epochs=10, layers="heads", workers=1,
                               monitor="val_mask_ap50", patience=2)

@@ -1,10 +1,11 @@
-"""mrcnn.box_ops (TensorFlow) held equal to its numpy twins in mrcnn.utils,
+"""mrcnn.network.box_ops (TensorFlow) held equal to its numpy twins in mrcnn.utils,
 and the functions without a twin checked by hand."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import box_ops, utils
+from mrcnn import utils
+from mrcnn.network import box_ops
 
 
 def random_boxes(rng, n, low=0.0, high=100.0):

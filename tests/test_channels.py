@@ -1,5 +1,5 @@
 """Images of 1, 2 or >= 4 channels with RGB weights: load_weights(by_name)
-adapts conv1 (mrcnn.weights_channels); MEAN_PIXEL must have one entry per
+adapts conv1 (mrcnn.weights.channels); MEAN_PIXEL must have one entry per
 channel."""
 import logging
 
@@ -9,7 +9,7 @@ import pytest
 
 from mrcnn import model as modellib
 from mrcnn.data import mold_image
-from mrcnn.weights_channels import adapt_input_kernel, is_adaptable
+from mrcnn.weights.channels import adapt_input_kernel, is_adaptable
 from tests.tiny import TinyConfig
 
 # One filter of a 1x1 RGB kernel per column: R, G, B = (1, 2, 3) and
@@ -93,7 +93,7 @@ def test_gray_input_gives_the_rgb_models_conv1_output(
     rgb_model, path = rgb_model_and_file
     config = config_with(channels)
     model = modellib.MaskRCNN("inference", config, str(tmp_path))
-    with caplog.at_level(logging.WARNING, logger="mrcnn.weights_channels"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.weights.channels"):
         report = model.load_weights(path, by_name=True)
     assert report.adapted == ["conv1"] and "conv1" in report.loaded
     assert not report.missing and "conv1" not in report.unused

@@ -1,4 +1,4 @@
-"""A class is the same class everywhere (mrcnn.class_identity): datasets
+"""A class is the same class everywhere (mrcnn.structures.class_identity): datasets
 loaded with a reference of class names get their ids from it by name, a
 class the reference lacks is an error naming the file and the class, and
 MaskRCNN.train refuses a dataset of another class count before any step.
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import skimage.io
 
-from mrcnn import coco_eval
+from mrcnn.evaluation import coco_eval
 from mrcnn.datasets import load_dataset
 
 HEIGHT, WIDTH = 24, 32

@@ -1,6 +1,6 @@
 """The `mrcnn` command line end to end on tiny datasets the tests write:
 check-dataset, train, detect and evaluate (in-process through
-mrcnn.cli.main), plus `python -m mrcnn --help` through the entry point."""
+mrcnn.cli.commands.main), plus `python -m mrcnn --help` through the entry point."""
 
 import contextlib
 import io
@@ -18,8 +18,9 @@ import skimage.draw
 import skimage.io
 from pycocotools import mask as mask_utils
 
-from mrcnn import cli, utils
-from mrcnn.weights_file import add_checksum
+from mrcnn import utils
+from mrcnn.cli import commands as cli
+from mrcnn.weights.hdf5 import add_checksum
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +52,7 @@ def tiny_set_args():
 
 
 def run_cli(argv):
-    """(exit status, stdout) of mrcnn.cli.main(argv), run in-process."""
+    """(exit status, stdout) of mrcnn.cli.commands.main(argv), run in-process."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         status = cli.main(argv)
@@ -398,7 +399,8 @@ class RecordingTrainer:
 ])
 def test_train_leaves_out_the_heads_of_coco_weights_and_when_asked(
         via_root, tmp_path, monkeypatch, weights, exclude_heads, expected):
-    from mrcnn import model as modellib, weights as weights_io
+    from mrcnn import model as modellib
+    from mrcnn.weights import loading as weights_io
     models = []
     monkeypatch.setattr(modellib, "MaskRCNN", lambda **kwargs: models.append(
         RecordingTrainer(**kwargs)) or models[-1])
@@ -432,14 +434,15 @@ def test_train_leaves_out_the_heads_of_coco_weights_and_when_asked(
 def write_whole_coco_weights(path, monkeypatch):
     """A file the COCO weights' cache check takes as whole (the HDF5
     signature, COCO_MODEL_SIZE patched to its size): not downloaded again."""
-    monkeypatch.setattr(utils, "COCO_MODEL_SIZE", 64)
+    from mrcnn.weights import coco as coco_weights_module
+    monkeypatch.setattr(coco_weights_module, "COCO_MODEL_SIZE", 64)
     with open(path, "wb") as f:
         f.write(b"\x89HDF\r\n\x1a\n".ljust(64, b"\0"))
 
 
 def test_weights_file_maps_each_choice_to_a_kind_and_a_file(
         tmp_path, monkeypatch):
-    from mrcnn import weights as weights_io
+    from mrcnn.weights import loading as weights_io
     downloads = []
     monkeypatch.setattr(utils, "download_trained_weights", downloads.append)
     monkeypatch.setattr(weights_io, "get_imagenet_weights",
@@ -663,7 +666,7 @@ def evaluated(monkeypatch):
     """Runs `mrcnn evaluate` with stand-ins for the model and the
     evaluation; returns a function of the argv giving (status, the
     evaluated dataset or None, the model or None)."""
-    from mrcnn import evaluate
+    from mrcnn.evaluation import evaluate
     seen = {}
 
     def evaluate_model(model, dataset, **kwargs):

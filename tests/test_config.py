@@ -68,7 +68,7 @@ def test_the_defaults_are_valid():
 ])
 def test_mask_head_runs_on_positive_rois_when_frozen_or_asked(
         train_bn, head_train_bn, positives, expected):
-    from mrcnn.architecture import mask_head_on_positives
+    from mrcnn.network.architecture import mask_head_on_positives
 
     config = type("Heads", (Base,), {
         "TRAIN_BN": train_bn, "HEAD_TRAIN_BN": head_train_bn,
@@ -146,7 +146,7 @@ def test_every_rule_names_a_config_attribute():
 
 def test_the_samples_and_tiny_settings_pass_the_checks():
     """No configuration the project ships is refused by the new checks."""
-    from mrcnn import cli
+    from mrcnn.cli import commands as cli
     from samples.balloon import balloon
     from samples.coco import coco
     from samples.shapes import shapes

@@ -1,4 +1,4 @@
-"""mrcnn.conv.Conv2D: the matrix-product formulations give Keras Conv2D's
+"""mrcnn.network.conv.Conv2D: the matrix-product formulations give Keras Conv2D's
 outputs and gradients, and are chosen from the CPU as documented."""
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import conv
+from mrcnn.network import conv
 from tests.graph_ops import op_types
 
 

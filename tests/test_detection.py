@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.detection import DetectionLayer
+from mrcnn.network.detection import DetectionLayer
 
 NUM_CLASSES = 4
 STD_DEV = np.array([0.1, 0.1, 0.2, 0.2], np.float32)

@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 
 from _multiworker_worker import LEARNING_RATE, DistConfig
-from mrcnn import distribute
+from mrcnn.training import distribute
 from mrcnn import model as modellib
 from samples.shapes.shapes import ShapesConfig
 
@@ -107,7 +107,7 @@ def test_mirrored_feed_yields_global_batch_split_over_replicas(runs):
 
 def test_mirrored_step_equals_single_device_step(runs):
     # With TensorFlow's own CPU gradient of crop_and_resize (a data race
-    # between threads) this failed at random; mrcnn.roi_align computes
+    # between threads) this failed at random; mrcnn.network.roi_align computes
     # that gradient itself (tests/test_roi_align.py).
     saved = runs["mirrored"]
     np.testing.assert_array_equal(saved["mirrored_loss_names"],

@@ -1,4 +1,4 @@
-"""Downloads are whole or absent: mrcnn.download, the COCO weights
+"""Downloads are whole or absent: mrcnn.weights.download, the COCO weights
 (mrcnn.utils.download_trained_weights, the --weights coco cache) and the
 COCO sample's zips, against a local HTTP server on 127.0.0.1 (no network).
 """
@@ -14,7 +14,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mrcnn import cli, download, utils
+from mrcnn import utils
+from mrcnn.cli import commands as cli
+from mrcnn.weights import coco as coco_weights_module
+from mrcnn.weights import download
 from samples.coco import coco
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes
@@ -68,7 +71,7 @@ def files_in(folder):
     return sorted(os.listdir(str(folder)))
 
 
-# ------------------------------------------------------------ mrcnn.download
+# ------------------------------------------------------------ mrcnn.weights.download
 
 def test_fetch_writes_the_whole_file_and_checks_it(server, tmp_path):
     server.files["a.bin"] = PAYLOAD
@@ -175,10 +178,10 @@ def coco_weights(server, tmp_path, monkeypatch):
     weights = write_h5(tmp_path / "served.h5")
     os.remove(str(tmp_path / "served.h5"))
     server.files["mask_rcnn_coco.h5"] = weights
-    monkeypatch.setattr(utils, "COCO_MODEL_URL",
+    monkeypatch.setattr(coco_weights_module, "COCO_MODEL_URL",
                         server.url("mask_rcnn_coco.h5"))
-    monkeypatch.setattr(utils, "COCO_MODEL_SIZE", len(weights))
-    monkeypatch.setattr(utils, "COCO_MODEL_MD5",
+    monkeypatch.setattr(coco_weights_module, "COCO_MODEL_SIZE", len(weights))
+    monkeypatch.setattr(coco_weights_module, "COCO_MODEL_MD5",
                         hashlib.md5(weights).hexdigest())
     return weights
 
@@ -191,7 +194,7 @@ def test_download_trained_weights_checks_what_arrives(
     # Cut short: nothing is saved, and the message says what to fetch.
     os.remove(str(target))
     short_url = server.url("mask_rcnn_coco.h5", "short")
-    monkeypatch.setattr(utils, "COCO_MODEL_URL", short_url)
+    monkeypatch.setattr(coco_weights_module, "COCO_MODEL_URL", short_url)
     with pytest.raises(utils.WeightsDownloadError) as error:
         utils.download_trained_weights(str(target), verbose=0)
     assert short_url in str(error.value) and str(target) in str(error.value)

@@ -1,4 +1,4 @@
-"""Instances dropped on the way to training are named (mrcnn.dropped): one
+"""Instances dropped on the way to training are named (mrcnn.structures.dropped): one
 warning per image and cause naming the image and how many, then counts in
 the epoch's log line; nothing at all for a clean dataset."""
 import json
@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mrcnn import data, dropped, utils
+from mrcnn import data, utils
+from mrcnn.structures import dropped
 from mrcnn.datasets import (CocoDataset, LabelMeDataset, MasksDataset,
                             ViaDataset)
 from tests import tiny
 
-LOGGER = "mrcnn.dropped"
+LOGGER = "mrcnn.structures.dropped"
 
 
 class TinyConfig(tiny.TinyConfig):
@@ -263,7 +264,7 @@ def test_unknown_cause_is_refused():
 # ------------------------------------------------------- check-dataset
 
 def test_check_dataset_counts_drops_by_cause(tmp_path, caplog, capsys):
-    from mrcnn import cli
+    from mrcnn.cli import commands as cli
     from mrcnn.datasets import check_dataset, check_path, dropped_counts
     save_noise(tmp_path / "a.png", 40, 50)
     save_noise(tmp_path / "b.png", 40, 50)

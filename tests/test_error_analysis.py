@@ -1,5 +1,5 @@
 """Error analysis: the confusion matrix of matched instances
-(mrcnn.error_analysis), evaluate_model's per-class AP and confusion, and
+(mrcnn.evaluation.error_analysis), evaluate_model's per-class AP and confusion, and
 their figures, checked on hand-built cases."""
 import json
 
@@ -7,7 +7,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from mrcnn import error_analysis, evaluate, utils, visualize
+from mrcnn import utils, visualize
+from mrcnn.evaluation import error_analysis
+from mrcnn.evaluation import evaluate
 from tests.test_evaluate import FakeModel, InMemoryDataset, rect_mask
 
 SHAPE = (64, 64)

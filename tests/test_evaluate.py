@@ -1,4 +1,4 @@
-"""Tests of mrcnn.evaluate against pycocotools and hand-worked values."""
+"""Tests of mrcnn.evaluation.evaluate against pycocotools and hand-worked values."""
 import glob
 import os
 
@@ -8,7 +8,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn import evaluate, utils
+from mrcnn import utils
+from mrcnn.evaluation import evaluate
 
 # COCO interpolates precision at 101 recall points (0, 0.01, ..., 1).
 # With precision 1 up to recall 0.5 and nothing beyond, 51 of them count.

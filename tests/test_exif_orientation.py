@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from mrcnn import orientation, utils
+from mrcnn import utils
+from mrcnn.structures import orientation
 from mrcnn.datasets import (LabelMeDataset, ViaDataset, check_annotation_file,
                             check_dataset, check_path, load_dataset)
 

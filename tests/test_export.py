@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import data, export, postprocess, utils
+from mrcnn import data, utils
+from mrcnn.inference import export
+from mrcnn.inference import postprocess
 from mrcnn import model as modellib
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny

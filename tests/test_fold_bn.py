@@ -1,5 +1,5 @@
 """Frozen batch norm folded into the preceding convolution
-(mrcnn.backbone.FoldableConv2D): same numbers as the unfolded pair, same
+(mrcnn.network.backbone.FoldableConv2D): same numbers as the unfolded pair, same
 weights, the normalization really skipped."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras
 
 from mrcnn import model as modellib
-from mrcnn.backbone import BatchNorm, FoldableConv2D, conv_bn
+from mrcnn.network.backbone import BatchNorm, FoldableConv2D, conv_bn
 from samples.shapes.shapes import ShapesDataset
 from tests.tiny import TinyConfig, never_background
 

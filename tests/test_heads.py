@@ -1,13 +1,13 @@
-"""Classifier and mask heads (mrcnn/heads.py)."""
+"""Classifier and mask heads (mrcnn/network/heads.py)."""
 import numpy as np
 import pytest
 import keras
 
-from mrcnn import heads
+from mrcnn.network import heads
 from tests import tiny
-from mrcnn.backbone import BatchNorm
-from mrcnn.heads import (BboxReshape, FoldedTimeDistributed,
-                         build_fpn_mask_graph, fpn_classifier_graph)
+from mrcnn.network.backbone import BatchNorm
+from mrcnn.network.heads import (BboxReshape, FoldedTimeDistributed,
+                                 build_fpn_mask_graph, fpn_classifier_graph)
 
 NUM_CLASSES = 3
 NUM_ROIS = 5

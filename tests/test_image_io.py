@@ -1,4 +1,4 @@
-"""One image decoder (mrcnn.image_io.read_image) for Dataset.load_image,
+"""One image decoder (mrcnn.structures.image_io.read_image) for Dataset.load_image,
 LabelMe's embedded images and `mrcnn detect`: CMYK, 16 bit, grey + alpha,
 palette and multi-frame files all come out RGB uint8, checked against
 colours and values written by hand."""
@@ -11,7 +11,9 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from mrcnn import cli, image_io, utils, visualize
+from mrcnn import utils, visualize
+from mrcnn.cli import commands as cli
+from mrcnn.structures import image_io
 from mrcnn.datasets import LabelMeDataset
 
 # CMYK inks of pure colours and the RGB they print as.

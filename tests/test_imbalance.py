@@ -1,6 +1,6 @@
 """Class imbalance: weighted and focal classifier loss against hand-worked
 values, their Config checks, and the class histogram with its suggested
-weights (mrcnn.class_balance and `mrcnn check-dataset`)."""
+weights (mrcnn.training.class_balance and `mrcnn check-dataset`)."""
 
 import contextlib
 import io
@@ -15,7 +15,10 @@ import pytest
 import skimage.io
 import tensorflow as tf
 
-from mrcnn import class_balance, cli, losses, utils
+from mrcnn import utils
+from mrcnn.training import class_balance
+from mrcnn.cli import commands as cli
+from mrcnn.network import losses
 from mrcnn.config import Config
 
 LN = math.log
@@ -173,7 +176,7 @@ def test_histogram_counts_instances_and_leaves_out_crowds():
 def test_suggested_weights_are_normalized_inverse_frequencies(caplog):
     # 12 instances over 3 present classes: w_c = 12 / (3 * n_c).
     counts = [0, 6, 2, 0, 4]
-    with caplog.at_level(logging.WARNING, logger="mrcnn.class_balance"):
+    with caplog.at_level(logging.WARNING, logger="mrcnn.training.class_balance"):
         weights = class_balance.suggest_class_weights(
             counts, ["BG", "a", "b", "empty", "d"])
     assert weights == pytest.approx([1.0, 2 / 3, 2.0, 1.0, 1.0])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import losses
+from mrcnn.network import losses
 
 
 def log_softmax(logits):

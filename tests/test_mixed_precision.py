@@ -6,16 +6,18 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import architecture, data, distribute, runtime
+from mrcnn import data, runtime
+from mrcnn.network import architecture
+from mrcnn.training import distribute
 from mrcnn import model as modellib
-from mrcnn.detection import DetectionLayer
-from mrcnn.graph_layers import (AnchorLayer, DetectionBoxesLayer,
-                                IdentityLayer, NormBoxesLayer)
-from mrcnn.heads import PositiveRois
-from mrcnn.roi_align import PyramidROIAlign
-from mrcnn.rpn import ProposalLayer
-from mrcnn.targets import DetectionTargetLayer
-from mrcnn.training import LOSS_NAMES
+from mrcnn.network.detection import DetectionLayer
+from mrcnn.network.graph_layers import (AnchorLayer, DetectionBoxesLayer,
+                                        IdentityLayer, NormBoxesLayer)
+from mrcnn.network.heads import PositiveRois
+from mrcnn.network.roi_align import PyramidROIAlign
+from mrcnn.network.rpn import ProposalLayer
+from mrcnn.network.targets import DetectionTargetLayer
+from mrcnn.training.trainer import LOSS_NAMES
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
 

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from mrcnn import checkpoints
+from mrcnn.training import checkpoints
 from mrcnn import model as modellib
-from mrcnn.training import LOSS_NAMES
+from mrcnn.training.trainer import LOSS_NAMES
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
 

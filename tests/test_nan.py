@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mrcnn import model as modellib
-from mrcnn.training import NonFiniteLossError
+from mrcnn.training.trainer import NonFiniteLossError
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
 

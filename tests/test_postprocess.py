@@ -1,4 +1,4 @@
-"""Unmolding and mask pasting (mrcnn.postprocess), and the inference path
+"""Unmolding and mask pasting (mrcnn.inference.postprocess), and the inference path
 of MaskRCNN.detect that feeds them: one trace per input shape, the mask
 head on the real detections only, no memory growth over many calls."""
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from mrcnn import model as modellib
-from mrcnn import postprocess, utils
+from mrcnn import utils
+from mrcnn.inference import postprocess
 from samples.shapes.shapes import ShapesDataset
 from tests import tiny
 
@@ -320,8 +321,8 @@ class TinyTrainingConfig(TinyInferenceConfig):
 def test_mask_head_on_positive_rois_keeps_loss_and_gradients(tmp_path):
     import keras
     import tensorflow as tf
-    from mrcnn import losses
-    from mrcnn.heads import PositiveRois
+    from mrcnn.network import losses
+    from mrcnn.network.heads import PositiveRois
 
     config = TinyTrainingConfig()
     dataset = ShapesDataset()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mrcnn import model as modellib
-from mrcnn import training
+from mrcnn.training import trainer as training
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, TESTS_DIR)
@@ -350,7 +350,7 @@ def test_sigterm_keeps_finished_epochs_and_no_temporary(sigtermed_runs):
 
 
 def training_checkpoints_last(model_dir):
-    from mrcnn import checkpoints
+    from mrcnn.training import checkpoints
     return checkpoints.find_last_checkpoint(model_dir, ResumeConfig.NAME)
 
 
@@ -371,7 +371,7 @@ def test_sigterm_restart_resumes_at_the_epoch_and_rate(sigtermed_runs):
 
 
 def test_sigterm_best_model_score_matches_its_weights(sigtermed_runs):
-    from mrcnn import best_model
+    from mrcnn.training import best_model
     [run] = sigtermed_runs["runs"][-1:]
     log_dir = run["records"][0]["log_dir"]
     weights, score = best_model.best_paths(log_dir, ResumeConfig.NAME)

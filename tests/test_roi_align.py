@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn.roi_align import (PyramidROIAlign, crop_and_resize,
-                             roi_pyramid_level)
+from mrcnn.network.roi_align import (PyramidROIAlign, crop_and_resize,
+                                     roi_pyramid_level)
 
 META_SIZE = 12 + 3  # three classes
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from mrcnn import utils
-from mrcnn.rpn import ProposalLayer, build_rpn_model
+from mrcnn.network.rpn import ProposalLayer, build_rpn_model
 
 STD_DEV = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 

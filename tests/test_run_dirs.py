@@ -13,7 +13,8 @@ import threading
 
 import pytest
 
-from mrcnn import checkpoints, cli_setup
+from mrcnn.training import checkpoints
+from mrcnn.cli import setup as cli_setup
 from mrcnn import model as modellib
 from tests.tiny import TinyConfig
 

@@ -17,7 +17,7 @@ import skimage.draw
 import skimage.io
 
 from conftest import balloon_dir
-from mrcnn import cli
+from mrcnn.cli import commands as cli
 from mrcnn import model as modellib
 from samples.balloon import balloon
 from samples.coco import coco
@@ -233,7 +233,7 @@ def test_balloon_command_line_needs_an_image_or_video_to_splash(capsys):
 
 
 ############################################################
-#  Command-line plumbing shared with mrcnn.cli
+#  Command-line plumbing shared with mrcnn.cli.commands
 ############################################################
 
 def test_sample_command_lines_keep_matterports_usage():

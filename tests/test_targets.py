@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from mrcnn.targets import DetectionTargetLayer, detection_targets_graph
+from mrcnn.network.targets import DetectionTargetLayer, detection_targets_graph
 
 BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
 

@@ -1,4 +1,4 @@
-"""Tiled inference (mrcnn.tiling, MaskRCNN.detect_tiled, mrcnn detect
+"""Tiled inference (mrcnn.inference.tiling, MaskRCNN.detect_tiled, mrcnn detect
 --tile): the tile grid by brute force, the merging on a 6,000 x 4,000 image
 whose per-tile detections are known (each object cut by the tiles exactly
 as a perfect detector would see it, with pixel noise), and small runs
@@ -15,7 +15,8 @@ import pytest
 import skimage.io
 from pycocotools import mask as mask_utils
 
-from mrcnn import cli, tiling
+from mrcnn.cli import commands as cli
+from mrcnn.inference import tiling
 from mrcnn import model as modellib
 from tests import tiny
 

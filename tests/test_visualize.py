@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from matplotlib import patches
 
-from mrcnn import figures, visualize
+from mrcnn import visualize
+from mrcnn.drawing import figures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

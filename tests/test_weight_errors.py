@@ -1,5 +1,5 @@
 """Weight file faults met through MaskRCNN.load_weights: another class
-count, broken files, and files that carry code. (mrcnn.weights' own cases
+count, broken files, and files that carry code. (mrcnn.weights.loading' own cases
 are in tests/test_weights.py.)"""
 
 import ast
@@ -17,7 +17,7 @@ import pytest
 import keras
 
 from mrcnn import model as modellib
-from mrcnn.weights import CLASS_SPECIFIC_LAYERS, WeightsFileError
+from mrcnn.weights.loading import CLASS_SPECIFIC_LAYERS, WeightsFileError
 from tests import tiny
 
 

@@ -1,6 +1,6 @@
 """Weight files: Keras 3 checkpoints, legacy Keras 2 .h5 files in the
 layout of matterport's mask_rcnn_coco.h5, keras.applications ResNet50
-weights, broken files (mrcnn/weights.py)."""
+weights, broken files (mrcnn/weights/loading.py)."""
 import logging
 import os
 
@@ -9,12 +9,14 @@ import numpy as np
 import pytest
 import keras
 
-from mrcnn.backbone import fpn_graph, resnet_graph
-from mrcnn.heads import build_fpn_mask_graph, fpn_classifier_graph
-from mrcnn.rpn import build_rpn_model
-from mrcnn.weights import (CLASS_SPECIFIC_LAYERS, IMAGENET_RESNET50_URL,
-                           applications_resnet_name, get_imagenet_weights,
-                           load_weights, save_weights)
+from mrcnn.network.backbone import fpn_graph, resnet_graph
+from mrcnn.network.heads import build_fpn_mask_graph, fpn_classifier_graph
+from mrcnn.network.rpn import build_rpn_model
+from mrcnn.weights.loading import (CLASS_SPECIFIC_LAYERS,
+                                   IMAGENET_RESNET50_URL,
+                                   applications_resnet_name,
+                                   get_imagenet_weights, load_weights,
+                                   save_weights)
 
 CLASS_LAYERS_WITH_WEIGHTS = ["mrcnn_class_logits", "mrcnn_bbox_fc",
                              "mrcnn_mask"]
@@ -206,7 +208,7 @@ def test_save_requires_keras_suffix(source, tmp_path):
 
 
 def test_report_is_logged(target, checkpoint, caplog):
-    with caplog.at_level(logging.INFO, logger="mrcnn.weights"):
+    with caplog.at_level(logging.INFO, logger="mrcnn.weights.loading"):
         load_weights(target, checkpoint, by_name=True)
     assert any(str(checkpoint) in r.getMessage() for r in caplog.records)
 

@@ -1,12 +1,13 @@
-"""mrcnn.winograd: F(4x4, 3x3) gives the direct convolution's outputs and
-gradients, its transforms are what they claim, and mrcnn.conv takes it
+"""mrcnn.network.winograd: F(4x4, 3x3) gives the direct convolution's outputs and
+gradients, its transforms are what they claim, and mrcnn.network.conv takes it
 where documented."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import conv, winograd
+from mrcnn.network import conv
+from mrcnn.network import winograd
 from tests.graph_ops import op_types
 
 
@@ -134,7 +135,7 @@ def test_input_transform_takes_the_six_by_six_tiles():
 
 
 ############################################################
-#  Where mrcnn.conv takes it
+#  Where mrcnn.network.conv takes it
 ############################################################
 
 @pytest.mark.parametrize("flags, cap, kernels, dtype, expected", [

@@ -1,12 +1,13 @@
 """Numpy detection targets and random ROIs, for debugging the heads.
 
-Twins of the graph's ``DetectionTargetLayer`` (``mrcnn.targets``), used by
+Twins of the graph's ``DetectionTargetLayer`` (``mrcnn.network.targets``), used by
 ``data_generator(..., random_rois=N, detection_targets=True)``.
 """
 
 import numpy as np
 
-from mrcnn import utils
+from mrcnn.structures.boxes import box_refinement, compute_overlaps
+from mrcnn.structures.resizing import resize
 from mrcnn.data.rng import _as_generator
 
 
@@ -67,7 +68,7 @@ def _full_size_mask(mini_mask, box, image_hw):
     placeholder = np.zeros(tuple(int(d) for d in image_hw), dtype=bool)
     y1, x1, y2, x2 = (int(v) for v in box)
     placeholder[y1:y2, x1:x2] = np.round(
-        utils.resize(mini_mask.astype(np.float32), (y2 - y1, x2 - x1))
+        resize(mini_mask.astype(np.float32), (y2 - y1, x2 - x1))
     ).astype(bool)
     return placeholder
 
@@ -102,7 +103,7 @@ def build_detection_targets(rpn_rois, gt_class_ids, gt_boxes, gt_masks,
         gt_class_ids, gt_boxes, gt_masks)
 
     # Assign each ROI to the GT box it overlaps most.
-    overlaps = utils.compute_overlaps(rpn_rois, gt_boxes)
+    overlaps = compute_overlaps(rpn_rois, gt_boxes)
     roi_gt_index = np.argmax(overlaps, axis=1)
     roi_iou_max = overlaps[np.arange(len(rpn_rois)), roi_gt_index]
     roi_gt_boxes = gt_boxes[roi_gt_index]
@@ -180,7 +181,7 @@ def _roi_box_and_mask_targets(rois, roi_gt_class_ids, roi_gt_boxes,
     bboxes = np.zeros((config.TRAIN_ROIS_PER_IMAGE, config.NUM_CLASSES, 4),
                       dtype=np.float32)
     pos_ids = np.flatnonzero(roi_gt_class_ids > 0)
-    bboxes[pos_ids, roi_gt_class_ids[pos_ids]] = utils.box_refinement(
+    bboxes[pos_ids, roi_gt_class_ids[pos_ids]] = box_refinement(
         rois[pos_ids], roi_gt_boxes[pos_ids, :4])
     bboxes /= np.asarray(config.BBOX_STD_DEV, dtype=np.float32)
 
@@ -195,7 +196,7 @@ def _roi_box_and_mask_targets(rois, roi_gt_class_ids, roi_gt_boxes,
             class_mask = _full_size_mask(class_mask, gt_boxes[gt_id],
                                          config.IMAGE_SHAPE[:2])
         y1, x1, y2, x2 = rois[i].astype(np.int32)
-        masks[i, :, :, roi_gt_class_ids[i]] = utils.resize(
+        masks[i, :, :, roi_gt_class_ids[i]] = resize(
             class_mask[y1:y2, x1:x2].astype(np.float32),
             tuple(config.MASK_SHAPE))
     return bboxes, masks

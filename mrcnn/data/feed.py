@@ -11,7 +11,8 @@ import math
 import numpy as np
 import keras
 
-from mrcnn import dropped, utils
+from mrcnn.structures.anchors import generate_pyramid_anchors
+from mrcnn.structures import dropped
 from mrcnn.data.anchor_index import _AnchorIndex
 from mrcnn.data.augment import seeded_copy
 from mrcnn.data.detection_targets import (build_detection_targets,
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 def _training_anchors(config):
     """Pixel anchors for config.IMAGE_SHAPE (read-only) and their index."""
     backbone_shapes = compute_backbone_shapes(config, config.IMAGE_SHAPE)
-    anchors = utils.generate_pyramid_anchors(
+    anchors = generate_pyramid_anchors(
         config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
     anchors.flags.writeable = False

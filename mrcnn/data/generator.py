@@ -4,9 +4,9 @@ import logging
 
 import numpy as np
 
-from mrcnn import dropped
-from mrcnn.data.feed import (_cap_instances, _pad_instances,
-                             _training_anchors, _training_sample)
+from mrcnn.structures import dropped
+from mrcnn.data.feed import (_cap_instances, _pad_instances, _training_anchors,
+                             _training_sample)
 from mrcnn.data.loading import describe_image
 from mrcnn.data.meta import mold_image
 from mrcnn.data.rng import _as_generator

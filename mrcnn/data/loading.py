@@ -10,8 +10,11 @@ import logging
 
 import numpy as np
 
-from mrcnn import dropped, utils
-from mrcnn.resizing import resize_image_for_config
+from mrcnn.structures.boxes import extract_bboxes
+from mrcnn.structures.masks import minimize_mask
+from mrcnn.structures.resizing import resize_mask
+from mrcnn.structures import dropped
+from mrcnn.structures.resizing import resize_image_for_config
 from mrcnn.data.augment import augment_image_and_masks
 from mrcnn.data.meta import compose_image_meta
 
@@ -161,7 +164,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         [MINI_MASK_SHAPE + (instance_count,)] with use_mini_mask.
     Instances whose mask is empty (from load_mask, after resizing or after
     augmentation) are dropped, with a warning naming the image the first
-    time per cause (mrcnn.dropped).
+    time per cause (mrcnn.structures.dropped).
     Raises ValueError naming the image when load_image() or load_mask()
     return malformed arrays (wrong shape or channel count, NaN pixels, mask
     and class id counts that differ, class ids outside 1..NUM_CLASSES-1).
@@ -182,7 +185,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         raise ValueError("{}: {}".format(describe_image(dataset, image_id),
                                          error)) from error
     if scale != 1 or crop is not None or np.any(padding):
-        mask = utils.resize_mask(mask, scale, padding, crop)
+        mask = resize_mask(mask, scale, padding, crop)
         mask, class_ids = dropped.drop_empty(dataset, image_id, mask,
                                              class_ids, "empty_after_resize")
 
@@ -198,7 +201,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
         mask, class_ids = dropped.drop_empty(
             dataset, image_id, mask, class_ids, "empty_after_augmentation")
 
-    bbox = utils.extract_bboxes(mask)
+    bbox = extract_bboxes(mask)
 
     # Different datasets have different classes; mark the ones of the
     # image's source as active.
@@ -207,7 +210,7 @@ def load_image_gt(dataset, config, image_id, augment=False, augmentation=None,
     active_class_ids[dataset.source_class_ids[source]] = 1
 
     if use_mini_mask:
-        mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
+        mask = minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
 
     image_meta = compose_image_meta(image_id, original_shape, image.shape,
                                     window, scale, active_class_ids)

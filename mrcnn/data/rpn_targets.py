@@ -7,7 +7,7 @@ so that only anchors that can reach a box's IoU thresholds are looked at.
 
 import numpy as np
 
-from mrcnn import utils
+from mrcnn.structures.boxes import box_refinement, compute_overlaps
 from mrcnn.data.anchor_index import _IOU_SLACK, _cached_anchor_index
 from mrcnn.data.rng import _as_generator
 
@@ -26,11 +26,11 @@ def _match_anchors_dense(anchors, gt_boxes, crowd_boxes, positive_iou,
     """
     labels = np.full([anchors.shape[0]], -1, dtype=np.int8)
     if len(crowd_boxes):
-        crowd_iou = utils.compute_overlaps(anchors, crowd_boxes).max(axis=1)
+        crowd_iou = compute_overlaps(anchors, crowd_boxes).max(axis=1)
         labels[crowd_iou >= RPN_CROWD_IOU] = 0
     if not len(gt_boxes):
         return labels
-    overlaps = utils.compute_overlaps(anchors, gt_boxes)
+    overlaps = compute_overlaps(anchors, gt_boxes)
     anchor_iou_max = overlaps.max(axis=1)
     labels[anchor_iou_max >= negative_iou] = 0
     # Every GT box gets its best anchors (all of them when tied).
@@ -148,9 +148,9 @@ def _rpn_targets(index, anchors, gt_class_ids, gt_boxes, config, rng):
     rpn_bbox = np.zeros([anchors_per_image, 4], dtype=np.float32)
     if len(positive_ids):
         positive_anchors = np.asarray(anchors, dtype=np.float64)[positive_ids]
-        best_gt = np.argmax(utils.compute_overlaps(positive_anchors, gt_boxes),
+        best_gt = np.argmax(compute_overlaps(positive_anchors, gt_boxes),
                             axis=1)
-        deltas = utils.box_refinement(positive_anchors, gt_boxes[best_gt])
+        deltas = box_refinement(positive_anchors, gt_boxes[best_gt])
         rpn_bbox[:len(positive_ids)] = deltas / np.asarray(
             config.RPN_BBOX_STD_DEV, dtype=np.float32)
     return rpn_match, rpn_bbox

@@ -18,7 +18,7 @@ dataset::
 
 import os
 
-from mrcnn.class_identity import align_classes
+from mrcnn.structures.class_identity import align_classes
 from mrcnn.datasets.coco import CocoDataset
 from mrcnn.datasets.labelme import LabelMeDataset
 from mrcnn.datasets.masks import MasksDataset, detect_masks_layout
@@ -78,7 +78,7 @@ def load_dataset(path, format=None, subset=None,  # noqa: A002
         ``class_names`` for a validation or test set, so that each class
         gets the training set's id by name. Classes it lacks are fine; a
         class not in them is a ValueError naming the file and the class.
-        None: the loader's own numbering (see mrcnn.class_identity).
+        None: the loader's own numbering (see mrcnn.structures.class_identity).
     options go to the loader (e.g. class_attribute for VIA, class_names),
     except apply_exif_orientation, which sets that Dataset attribute
     before loading (default: the loader's own, True for LabelMe only).

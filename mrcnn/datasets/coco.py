@@ -23,7 +23,8 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from mrcnn import dropped, utils
+from mrcnn.structures.dataset import Dataset
+from mrcnn.structures import dropped
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -130,7 +131,7 @@ def ann_to_mask(annotation, height, width):
         return mask_utils.decode(rle).astype(bool)
 
 
-class CocoDataset(utils.Dataset):
+class CocoDataset(Dataset):
     """COCO images and instance annotations (see the module doc)."""
 
     def load_coco(self, annotation_json, image_dir=None, class_ids=None,
@@ -218,7 +219,7 @@ class CocoDataset(utils.Dataset):
         Returns (bool [height, width, N], int32 class ids [N]). Crowd
         annotations have negative class ids; annotations under 1 pixel or
         of a category the file does not have are dropped, with a warning
-        naming the image (mrcnn.dropped).
+        naming the image (mrcnn.structures.dropped).
         """
         info = self.image_info[image_id]
         if info["source"] != "coco":

@@ -1,5 +1,5 @@
 """Rasterised instances of the loaders: keep those with pixels, report the
-others (mrcnn.dropped) with why they have none.
+others (mrcnn.structures.dropped) with why they have none.
 
 A shape's extent is ``(x_min, y_min, x_max, y_max)`` in pixels (x to the
 right, y down, pixel ``(row, col)`` centred on ``(y, x) = (row, col)``), or
@@ -8,7 +8,7 @@ None when it has no points to speak of (an RLE).
 
 import numpy as np
 
-from mrcnn import dropped
+from mrcnn.structures import dropped
 from mrcnn.datasets import loader_tools as mask_tools
 
 

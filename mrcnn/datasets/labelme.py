@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from mrcnn import image_io, utils
+from mrcnn.structures.dataset import Dataset
+from mrcnn.structures import image_io
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -176,7 +177,7 @@ def decode_image_data(image_data, where):
             where, error)) from error
 
 
-class LabelMeDataset(utils.Dataset):
+class LabelMeDataset(Dataset):
     """Images and shapes of LabelMe json files (see the module doc)."""
 
     # LabelMe applies the EXIF orientation when it opens a photo.
@@ -227,7 +228,7 @@ class LabelMeDataset(utils.Dataset):
         """Returns (bool [height, width, N], int32 class ids [N]).
 
         Instances with no pixel inside the image are dropped, with a
-        warning naming the image (mrcnn.dropped).
+        warning naming the image (mrcnn.structures.dropped).
         """
         info = self.image_info[image_id]
         if "labelme_source" not in info:

@@ -16,7 +16,7 @@ import skimage.draw
 import skimage.io
 from PIL import Image
 
-from mrcnn import orientation
+from mrcnn.structures import orientation
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif",
                     ".webp")
@@ -35,7 +35,7 @@ def read_image_size(path, upright=False):
     """(height, width) of an image file, read from its header where possible.
 
     upright: the size of the upright frame of an EXIF-rotated photo (sides
-    swapped for orientations 5-8; see mrcnn.orientation), not the stored one.
+    swapped for orientations 5-8; see mrcnn.structures.orientation), not the stored one.
     Raises FileNotFoundError naming the file when it does not exist and
     ValueError when it is not a readable image.
     """

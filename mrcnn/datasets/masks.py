@@ -34,13 +34,16 @@ import numpy as np
 import skimage.io
 from PIL import Image
 
-from mrcnn import dropped, utils
+from mrcnn.structures.dataset import Dataset
+from mrcnn.structures import dropped
 # The loaders' shared helpers, under their earlier home's names.
-from mrcnn.datasets.loader_tools import (  # noqa: F401
-    IMAGE_EXTENSIONS, add_classes, box_mask, circle_mask, ellipse_mask,
-    finite_coordinates, internal_class_id, is_image_file, polygon_mask,
-    read_image_size, read_json, rectangle_mask, stack_instances,
-    warn_skipped_classes)
+from mrcnn.datasets.loader_tools import (IMAGE_EXTENSIONS,  # noqa: F401
+                                         add_classes, box_mask, circle_mask,
+                                         ellipse_mask, finite_coordinates,
+                                         internal_class_id, is_image_file,
+                                         polygon_mask, read_image_size,
+                                         read_json, rectangle_mask,
+                                         stack_instances, warn_skipped_classes)
 
 
 logger = logging.getLogger(__name__)
@@ -150,7 +153,7 @@ def read_binary_mask(path):
     return array > 0
 
 
-class MasksDataset(utils.Dataset):
+class MasksDataset(Dataset):
     """Images whose annotations are mask images (see the module doc)."""
 
     def load_masks(self, directory, layout="auto", class_names=None,
@@ -210,7 +213,7 @@ class MasksDataset(utils.Dataset):
         """Returns (bool [height, width, N], int32 class ids [N]).
 
         Mask images with no foreground pixel are dropped, with a warning
-        naming the image (mrcnn.dropped).
+        naming the image (mrcnn.structures.dropped).
         """
         info = self.image_info[image_id]
         if "layout" not in info:

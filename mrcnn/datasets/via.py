@@ -21,7 +21,7 @@ may be text (``{"type": "cat"}``) or VIA checkbox dicts
 import os
 import warnings
 
-from mrcnn import utils
+from mrcnn.structures.dataset import Dataset
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 
@@ -186,7 +186,7 @@ def _values(attributes, keys):
     return [attributes[k] for k in keys]
 
 
-class ViaDataset(utils.Dataset):
+class ViaDataset(Dataset):
     """Images and regions of a VIA json (see the module doc)."""
 
     def load_via(self, dataset_dir_or_json, subset=None, class_attribute=None,
@@ -274,7 +274,7 @@ class ViaDataset(utils.Dataset):
         """Returns (bool [height, width, N], int32 class ids [N]).
 
         Regions with no pixel inside the image are dropped, with a warning
-        naming the image (mrcnn.dropped).
+        naming the image (mrcnn.structures.dropped).
         """
         info = self.image_info[image_id]
         if "via_source" not in info:

@@ -45,7 +45,8 @@ import skimage.color  # noqa: E402
 import skimage.io  # noqa: E402
 import skimage.util  # noqa: E402
 
-from mrcnn import cli, visualize  # noqa: E402
+from mrcnn import visualize  # noqa: E402
+from mrcnn.cli import commands as cli
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import ViaDataset  # noqa: E402
 
@@ -85,7 +86,7 @@ class BalloonInferenceConfig(BalloonConfig):
 def make_config(inference=False, tiny=False, **overrides):
     """A BalloonConfig (or BalloonInferenceConfig) instance.
 
-    tiny: apply mrcnn.cli.TINY_SETTINGS first (a quick CPU smoke run).
+    tiny: apply mrcnn.cli.commands.TINY_SETTINGS first (a quick CPU smoke run).
     overrides: further attribute values, e.g. STEPS_PER_EPOCH=10.
     """
     base = BalloonInferenceConfig if inference else BalloonConfig
@@ -356,7 +357,7 @@ def load_model_weights(model, weights, coco_path=COCO_WEIGHTS_PATH):
     returns the file (None: none).
 
     The COCO heads have 81 classes and the balloon ones 2, so COCO weights
-    load without them (mrcnn.cli.load_weights_arg).
+    load without them (mrcnn.cli.commands.load_weights_arg).
     """
     return cli.load_weights_arg(model, weights, coco_path)
 

@@ -44,13 +44,13 @@ ROOT_DIR = os.path.dirname(os.path.dirname(os.path.dirname(
 if ROOT_DIR not in sys.path:
     sys.path.insert(0, ROOT_DIR)
 
-from mrcnn import evaluate as evaluation  # noqa: E402
-from mrcnn import cli  # noqa: E402
-from mrcnn import download  # noqa: E402
+from mrcnn.evaluation import evaluate as evaluation  # noqa: E402
+from mrcnn.cli import commands as cli  # noqa: E402
+from mrcnn.weights import download  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import coco as coco_format  # noqa: E402
 # matterport's coco.py defined this function; the library has it now.
-from mrcnn.evaluate import build_coco_results  # noqa: E402,F401
+from mrcnn.evaluation.evaluate import build_coco_results  # noqa: E402,F401
 
 # Path to the COCO-trained weights file (downloaded there when missing).
 COCO_MODEL_PATH = os.path.join(ROOT_DIR, cli.COCO_WEIGHTS_FILE)
@@ -100,7 +100,7 @@ class CocoInferenceConfig(CocoConfig):
 def make_config(inference=False, tiny=False, **overrides):
     """A CocoConfig (or CocoInferenceConfig) instance.
 
-    tiny: apply mrcnn.cli.TINY_SETTINGS first; overrides: further attribute
+    tiny: apply mrcnn.cli.commands.TINY_SETTINGS first; overrides: further attribute
     values.
     """
     base = CocoInferenceConfig if inference else CocoConfig
@@ -136,7 +136,7 @@ def download_and_unzip(url, zip_path, extract_dir, verbose=True):
     """Download a zip (unless a valid one is already there) and extract it.
 
     The extraction checks each member's CRC-32 and puts each top-level
-    folder in place whole (mrcnn.download.extract_zip), so an interrupted
+    folder in place whole (mrcnn.weights.download.extract_zip), so an interrupted
     run extracts again. A damaged zip left by an earlier run is deleted and
     downloaded again, once.
     """
@@ -255,7 +255,7 @@ def evaluate_coco(model, dataset, coco, eval_type="bbox", limit=0,
     eval_type: "bbox", "segm", or "both" (one detection pass for the two).
     limit: evaluate the first `limit` images only (0: all).
     image_ids: internal image ids to evaluate (default all).
-    Returns the metrics dict of mrcnn.evaluate.coco_evaluate (AP, AP50,
+    Returns the metrics dict of mrcnn.evaluation.evaluate.coco_evaluate (AP, AP50,
     ..., per_class) after printing COCOeval's summary; for "both",
     {"bbox": metrics, "segm": metrics}.
     """

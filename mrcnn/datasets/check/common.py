@@ -3,7 +3,7 @@ points, image sizes and frames, class names, shapes that draw nothing."""
 
 import os
 
-from mrcnn import orientation
+from mrcnn.structures import orientation
 from mrcnn.datasets import instances
 from mrcnn.datasets import loader_tools as mask_tools
 from mrcnn.datasets.check.problem import ERROR, WARNING

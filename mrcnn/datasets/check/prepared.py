@@ -5,7 +5,8 @@ import os
 
 import numpy as np
 
-from mrcnn import dropped, orientation
+from mrcnn.structures import dropped
+from mrcnn.structures import orientation
 from mrcnn.datasets.check.problem import ERROR, WARNING, Problem
 
 def check_dataset(dataset, config=None):
@@ -17,7 +18,7 @@ def check_dataset(dataset, config=None):
     class ids 0 or out of range, the same file listed twice. Warnings:
     images with no instances, identical image files under two names,
     non-bool masks, EXIF-tagged photos used in their stored frame, and the
-    instances training drops (Problem.cause and .count; mrcnn.dropped):
+    instances training drops (Problem.cause and .count; mrcnn.structures.dropped):
     empty masks from load_mask, loader shapes outside the image or without
     area, and with a config, instances that resizing to its input empties.
     """

@@ -12,7 +12,7 @@ class Problem:
     """One problem: severity ("error" | "warning"), file (the image file or
     annotation file, or an image reference where there is no file), and
     message (what is wrong). cause and count: for instances the loaders or
-    the training feed drop, the mrcnn.dropped cause and how many."""
+    the training feed drop, the mrcnn.structures.dropped cause and how many."""
 
     severity: str
     file: str

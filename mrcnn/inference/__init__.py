@@ -1,0 +1,19 @@
+"""Inference outside the graph: images in, detections out.
+
+* ``molding``: input molding (resize, normalize, image metas, anchors) and
+  the detect function;
+* ``postprocess``: detections unmolded to the original image (boxes in
+  pixels, full-size masks);
+* ``tiling``: large images in overlapping tiles, detections merged;
+* ``export``: a SavedModel with molding and unmolding in the graph.
+
+May import: the network, data, structures and the foundation; never
+training, evaluation or the faces.
+
+``mrcnn.inference.X`` for a name of the 3.0.0 module ``mrcnn.inference``
+still gives ``mrcnn.inference.molding.X``, with a DeprecationWarning.
+"""
+
+from mrcnn import _moved
+
+__getattr__ = _moved.forward_names(__name__)

@@ -1,0 +1,15 @@
+"""The numpy structures users meet in ``mrcnn.utils``: no TensorFlow here.
+
+* ``dataset``: ``Dataset``, the base class of every dataset;
+* ``boxes``: boxes of masks, IoU, NMS, box deltas, normalization;
+* ``masks``: mask IoU, mini masks, masks pasted into images;
+* ``resizing``: ``resize_image``, ``resize_mask``;
+* ``anchors``: anchor generation;
+* ``image_io``: image files to RGB uint8, the one decoder;
+* ``orientation``: EXIF orientation;
+* ``dropped``: reporting instances that had to be dropped;
+* ``class_identity``: class ids by name from the training run's names.
+
+May import: the foundation (``config``, ``runtime``, ``atomic_files``)
+only.
+"""

@@ -1,0 +1,195 @@
+"""Numpy box helpers: boxes of masks, IoU, NMS, box deltas, normalization.
+
+Boxes are ``(y1, x1, y2, x2)``. Pixel boxes are exclusive at the end: ``y2``
+/ ``x2`` are one past the last row / column of the object. Pairs of boxes
+with an empty union get IoU 0 (matterport gave NaN there), matching
+``mrcnn.network.box_ops.overlaps_graph``, the TensorFlow twin of these helpers.
+"""
+
+import numpy as np
+
+
+def extract_bboxes(mask):
+    """Computes the bounding box of each instance mask.
+
+    mask: [height, width, num_instances]. Pixels are bool (or 0/1).
+    Returns: [num_instances, (y1, x1, y2, x2)] int32 pixel boxes with y2, x2
+        one past the last pixel. An empty mask gets the box (0, 0, 0, 0).
+    """
+    mask = np.asarray(mask).astype(bool)
+    if mask.ndim != 3:
+        raise ValueError("extract_bboxes expects a [height, width, "
+                         "instances] mask, got shape {}".format(mask.shape))
+    height, width = mask.shape[:2]
+    rows = np.any(mask, axis=1)  # [height, N]: instance present in row y
+    cols = np.any(mask, axis=0)  # [width, N]
+    present = np.any(rows, axis=0)  # [N]
+    y1 = np.argmax(rows, axis=0)
+    y2 = height - np.argmax(rows[::-1], axis=0)
+    x1 = np.argmax(cols, axis=0)
+    x2 = width - np.argmax(cols[::-1], axis=0)
+    boxes = np.stack([y1, x1, y2, x2], axis=1)
+    boxes[~present] = 0
+    return boxes.astype(np.int32)
+
+
+def _safe_divide(numerator, denominator):
+    """numerator / denominator, with 0 wherever the denominator is 0."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def compute_iou(box, boxes, box_area, boxes_area):
+    """IoU of one box against each box of an array.
+
+    box: [y1, x1, y2, x2]
+    boxes: [N, (y1, x1, y2, x2)]
+    box_area: float, the area of ``box``.
+    boxes_area: [N], the areas of ``boxes``.
+    Returns: [N] IoU values. Passing the areas in avoids recomputing them
+    when the function is called in a loop (as non_max_suppression does).
+    """
+    boxes = np.asarray(boxes)
+    y1 = np.maximum(box[0], boxes[:, 0])
+    y2 = np.minimum(box[2], boxes[:, 2])
+    x1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[3], boxes[:, 3])
+    intersection = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    union = box_area + np.asarray(boxes_area) - intersection
+    return _safe_divide(intersection, union)
+
+
+def _box_areas(boxes):
+    """[N, (y1, x1, y2, x2)] -> [N] areas (negative sizes count as 0)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return (np.maximum(boxes[:, 2] - boxes[:, 0], 0)
+            * np.maximum(boxes[:, 3] - boxes[:, 1], 0))
+
+
+def compute_overlaps(boxes1, boxes2):
+    """IoU of every box of boxes1 against every box of boxes2.
+
+    boxes1: [N1, (y1, x1, y2, x2)], boxes2: [N2, (y1, x1, y2, x2)].
+    Returns: [N1, N2] IoU matrix.
+    """
+    boxes1 = np.asarray(boxes1, dtype=np.float64).reshape(-1, 4)
+    boxes2 = np.asarray(boxes2, dtype=np.float64).reshape(-1, 4)
+    b1 = boxes1[:, None, :]  # [N1, 1, 4]
+    b2 = boxes2[None, :, :]  # [1, N2, 4]
+    height = np.minimum(b1[..., 2], b2[..., 2]) - np.maximum(b1[..., 0],
+                                                             b2[..., 0])
+    width = np.minimum(b1[..., 3], b2[..., 3]) - np.maximum(b1[..., 1],
+                                                            b2[..., 1])
+    intersection = np.maximum(height, 0) * np.maximum(width, 0)
+    union = (_box_areas(boxes1)[:, None] + _box_areas(boxes2)[None, :]
+             - intersection)
+    return _safe_divide(intersection, union)
+
+
+def non_max_suppression(boxes, scores, threshold):
+    """Greedy non-maximum suppression.
+
+    boxes: [N, (y1, x1, y2, x2)]. Note that (y2, x2) lies outside the box.
+    scores: [N] box scores.
+    threshold: float. A box is dropped when its IoU with a higher-scoring
+        kept box is above this.
+    Returns: int32 indices of the kept boxes, best score first.
+    """
+    boxes = np.asarray(boxes)
+    scores = np.asarray(scores)
+    if boxes.shape[0] == 0:
+        return np.zeros([0], dtype=np.int32)
+    if boxes.dtype.kind != "f":
+        boxes = boxes.astype(np.float32)
+    areas = _box_areas(boxes)
+    order = np.argsort(scores, kind="stable")[::-1]
+    keep = []
+    while order.size > 0:
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        iou = compute_iou(boxes[best], boxes[rest], areas[best], areas[rest])
+        order = rest[iou <= threshold]
+    return np.array(keep, dtype=np.int32)
+
+
+def apply_box_deltas(boxes, deltas):
+    """Applies refinement deltas to boxes.
+
+    boxes: [N, (y1, x1, y2, x2)]. Note that (y2, x2) lies outside the box.
+    deltas: [N, (dy, dx, log(dh), log(dw))]
+    Returns: [N, (y1, x1, y2, x2)] float32.
+    """
+    boxes = np.asarray(boxes).astype(np.float32)
+    deltas = np.asarray(deltas)
+    height = boxes[:, 2] - boxes[:, 0]
+    width = boxes[:, 3] - boxes[:, 1]
+    center_y = boxes[:, 0] + 0.5 * height + deltas[:, 0] * height
+    center_x = boxes[:, 1] + 0.5 * width + deltas[:, 1] * width
+    height = height * np.exp(deltas[:, 2])
+    width = width * np.exp(deltas[:, 3])
+    y1 = center_y - 0.5 * height
+    x1 = center_x - 0.5 * width
+    return np.stack([y1, x1, y1 + height, x1 + width], axis=1).astype(
+        np.float32)
+
+
+def box_refinement(box, gt_box):
+    """The deltas that turn each box into its ground-truth box.
+
+    box, gt_box: [N, (y1, x1, y2, x2)]. (y2, x2) lies outside the box.
+    Returns: [N, (dy, dx, log(dh), log(dw))] float32, the inverse of
+    apply_box_deltas.
+    """
+    box = np.asarray(box).astype(np.float32)
+    gt_box = np.asarray(gt_box).astype(np.float32)
+    height = box[:, 2] - box[:, 0]
+    width = box[:, 3] - box[:, 1]
+    center_y = box[:, 0] + 0.5 * height
+    center_x = box[:, 1] + 0.5 * width
+    gt_height = gt_box[:, 2] - gt_box[:, 0]
+    gt_width = gt_box[:, 3] - gt_box[:, 1]
+    gt_center_y = gt_box[:, 0] + 0.5 * gt_height
+    gt_center_x = gt_box[:, 1] + 0.5 * gt_width
+    dy = (gt_center_y - center_y) / height
+    dx = (gt_center_x - center_x) / width
+    dh = np.log(gt_height / height)
+    dw = np.log(gt_width / width)
+    return np.stack([dy, dx, dh, dw], axis=1).astype(np.float32)
+
+
+def norm_boxes(boxes, shape):
+    """Pixel boxes to normalized coordinates.
+
+    boxes: [N, (y1, x1, y2, x2)] in pixels.
+    shape: (height, width) of the image.
+    Returns: [N, (y1, x1, y2, x2)] float32 normalized. In pixel coordinates
+    (y2, x2) is outside the box; in normalized coordinates it is inside, so
+    (y2, x2) are shifted by one pixel.
+    """
+    h, w = shape[:2]
+    scale = np.array([h - 1, w - 1, h - 1, w - 1])
+    shift = np.array([0, 0, 1, 1])
+    return np.divide((np.asarray(boxes) - shift), scale).astype(np.float32)
+
+
+def denorm_boxes(boxes, shape):
+    """Normalized boxes to int32 pixel boxes; the inverse of norm_boxes."""
+    h, w = shape[:2]
+    scale = np.array([h - 1, w - 1, h - 1, w - 1])
+    shift = np.array([0, 0, 1, 1])
+    return np.around(np.multiply(boxes, scale) + shift).astype(np.int32)
+
+
+def trim_zeros(x):
+    """Drops the all-zero rows of a 2D array (the padding of box tensors).
+
+    x: [rows, columns].
+    """
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError("trim_zeros expects a 2D array, got shape {}"
+                         .format(x.shape))
+    return x[~np.all(x == 0, axis=1)]
