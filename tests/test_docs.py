@@ -68,7 +68,10 @@ def test_api_reference_of_the_faces(site):
     model = _page(site, "api/model.html")
     assert 'id="mrcnn.model.MaskRCNN"' in model
     assert 'id="mrcnn.model.MaskRCNN.detect"' in model
-    assert 'id="mrcnn.config.Config"' in _page(site, "api/config.html")
+    config = _page(site, "api/config.html")
+    assert 'id="mrcnn.config.Config.GPU_COUNT"' in config
+    # a Config value is documented by the comment above it
+    assert "Number of GPUs to use." in config
     assert 'id="mrcnn.visualize.display_instances"' in _page(
         site, "api/visualize.html")
     # a face's re-exports link to where they are defined
