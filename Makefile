@@ -4,6 +4,9 @@
 #              project's dependencies in a fresh virtualenv, run `mrcnn --help`
 #              and a tiny train-then-detect from outside the source tree,
 #              after `from imgaug import augmenters` before any mrcnn import
+# make docs : same set-up, build the API reference site offline into
+#              build/site (mkdocs build --strict: a warning fails it);
+#              open build/site/index.html
 VENV    ?= .venv
 PYTHON  ?= python3
 PY      := $(VENV)/bin/python
@@ -12,7 +15,7 @@ DEMO_OUT ?= logs/shapes_demo
 WHEEL_DIR  := build/wheel
 WHEEL_VENV := build/wheel-venv
 
-.PHONY: install demo test wheel-test bench clean
+.PHONY: install demo test wheel-test docs bench clean
 
 $(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml mrcnn_imgaug_hook.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +54,11 @@ wheel-test: install
 	  && "$(CURDIR)/$(WHEEL_VENV)/bin/mrcnn" --help > /dev/null \
 	  && "$(CURDIR)/$(WHEEL_VENV)/bin/python" wheel_smoke.py "$$work/logs" \
 	  && cd / && rm -rf "$$work"
+
+# mkdocs.yml: the README, docs/, CONTRIBUTING.md, the notebooks as saved (not
+# run) and the API reference read from the source (nothing imported).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: install
 	$(PY) benchmarks/data_pipeline.py

@@ -58,9 +58,9 @@ def plot_per_class_ap(per_class, ax=None, title="AP per class",
                       save_path=None):
     """Bar chart of AP per class, one bar group per class.
 
-    per_class: {series name: {class name: AP}}, e.g. {"bbox":
-        metrics["bbox"]["per_class"], "segm": metrics["segm"]["per_class"]};
-        a plain {class name: AP} draws one series. AP -1 (no ground truth
+    per_class: {series name: {class name: AP}}, e.g.
+        ``{"bbox": metrics["bbox"]["per_class"], "segm": ...}``; a plain
+        {class name: AP} draws one series. AP -1 (no ground truth
         nor detection of that class) is drawn as no bar, labelled "n/a".
     Returns the Figure (None when shown on an interactive backend).
     """

@@ -119,7 +119,7 @@ def crop_and_resize(image, boxes, box_indices, crop_size):
     box_indices: [N] int32 image of each box. crop_size: (crop_h, crop_w).
     Returns: [N, crop_h, crop_w, C], identical to tf.image.crop_and_resize.
     The gradient flows to the image only (the boxes get none), computed by
-    :func:`_crop_and_resize_image_grad` instead of TensorFlow's CPU kernel,
+    ``_crop_and_resize_image_grad`` instead of TensorFlow's CPU kernel,
     which loses updates when boxes overlap (a data race between threads).
     """
     boxes = tf.stop_gradient(boxes)
