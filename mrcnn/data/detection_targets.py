@@ -6,7 +6,7 @@ Twins of the graph's ``DetectionTargetLayer`` (``mrcnn.network.targets``), used 
 
 import numpy as np
 
-from mrcnn.structures.boxes import box_refinement, compute_overlaps
+from mrcnn.structures.boxes import compute_overlaps, encode_boxes
 from mrcnn.structures.resizing import resize
 from mrcnn.data.rng import _as_generator
 
@@ -181,9 +181,8 @@ def _roi_box_and_mask_targets(rois, roi_gt_class_ids, roi_gt_boxes,
     bboxes = np.zeros((config.TRAIN_ROIS_PER_IMAGE, config.NUM_CLASSES, 4),
                       dtype=np.float32)
     pos_ids = np.flatnonzero(roi_gt_class_ids > 0)
-    bboxes[pos_ids, roi_gt_class_ids[pos_ids]] = box_refinement(
-        rois[pos_ids], roi_gt_boxes[pos_ids, :4])
-    bboxes /= np.asarray(config.BBOX_STD_DEV, dtype=np.float32)
+    bboxes[pos_ids, roi_gt_class_ids[pos_ids]] = encode_boxes(
+        rois[pos_ids], roi_gt_boxes[pos_ids, :4], config.BBOX_STD_DEV)
 
     # Class-specific masks: the GT mask cropped to the ROI, MASK_SHAPE.
     masks = np.zeros((config.TRAIN_ROIS_PER_IMAGE, config.MASK_SHAPE[0],

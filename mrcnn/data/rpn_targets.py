@@ -7,7 +7,7 @@ so that only anchors that can reach a box's IoU thresholds are looked at.
 
 import numpy as np
 
-from mrcnn.structures.boxes import box_refinement, compute_overlaps
+from mrcnn.structures.boxes import compute_overlaps, encode_boxes
 from mrcnn.data.anchor_index import _IOU_SLACK, _cached_anchor_index
 from mrcnn.data.rng import _as_generator
 
@@ -150,9 +150,8 @@ def _rpn_targets(index, anchors, gt_class_ids, gt_boxes, config, rng):
         positive_anchors = np.asarray(anchors, dtype=np.float64)[positive_ids]
         best_gt = np.argmax(compute_overlaps(positive_anchors, gt_boxes),
                             axis=1)
-        deltas = box_refinement(positive_anchors, gt_boxes[best_gt])
-        rpn_bbox[:len(positive_ids)] = deltas / np.asarray(
-            config.RPN_BBOX_STD_DEV, dtype=np.float32)
+        rpn_bbox[:len(positive_ids)] = encode_boxes(
+            positive_anchors, gt_boxes[best_gt], config.RPN_BBOX_STD_DEV)
     return rpn_match, rpn_bbox
 
 

@@ -10,7 +10,9 @@
 * ``detection``: the detection layer (inference: refined, NMS'd boxes);
 * ``losses``: the five losses;
 * ``graph_layers``, ``batch_slice``: the small glue layers around raw
-  TensorFlow ops; ``box_ops``: the graph-side box math;
+  TensorFlow ops; ``box_ops``: the graph-side box math, with the one box
+  coder (``encode_boxes_graph`` / ``decode_boxes_graph``) that the RPN,
+  target and detection stages share;
 * ``conv``, ``winograd``: the CPU convolution kernels (same weights and
   results as Keras' ``Conv2D``);
 * ``architecture``: the training and inference graphs from a ``Config``,

@@ -1,35 +1,120 @@
 """Box and image-meta math on TensorFlow tensors.
 
-These are the graph twins of the numpy helpers in ``mrcnn.utils``
-(``apply_box_deltas``, ``box_refinement``, ``compute_overlaps``,
+These are the graph twins of the numpy helpers in ``mrcnn.structures.boxes``
+(``encode_boxes`` / ``decode_boxes``, the one box coder, and matterport's
+``apply_box_deltas``, ``box_refinement``, ``compute_overlaps``,
 ``norm_boxes``, ``denorm_boxes``, ``trim_zeros``); ``tests/test_box_ops.py``
-holds each pair equal. Boxes are ``(y1, x1, y2, x2)``. Functions are plain
+and ``tests/test_box_coder.py`` hold each pair equal. Every stage that turns
+boxes into deltas or back (RPN proposals, detection targets, detections)
+calls ``encode_boxes_graph`` / ``decode_boxes_graph`` rather than writing
+the math again. Boxes are ``(y1, x1, y2, x2)``. Functions are plain
 TensorFlow and are meant to be called inside Keras layers.
 """
 
 import tensorflow as tf
 
 
-def apply_box_deltas_graph(boxes, deltas):
-    """Applies deltas to boxes.
+############################################################
+#  The box coder: boxes <-> (dy, dx, log(dh), log(dw)) deltas
+############################################################
 
-    boxes: [N, (y1, x1, y2, x2)] boxes to update.
-    deltas: [N, (dy, dx, log(dh), log(dw))] refinements to apply.
-    Returns: [N, (y1, x1, y2, x2)], same dtype as boxes.
-    """
+def _centers_and_sizes(boxes):
+    """boxes: [..., (y1, x1, y2, x2)] -> (center_y, center_x, height,
+    width), each [...]; (y2, x2) lies outside the box."""
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
-    center_y = boxes[..., 0] + 0.5 * height
-    center_x = boxes[..., 1] + 0.5 * width
-    center_y += deltas[..., 0] * height
-    center_x += deltas[..., 1] * width
-    height *= tf.exp(deltas[..., 2])
-    width *= tf.exp(deltas[..., 3])
+    return (boxes[..., 0] + 0.5 * height, boxes[..., 1] + 0.5 * width,
+            height, width)
+
+
+def encode_boxes_graph(boxes, gt_boxes, std_dev=None):
+    """The deltas that turn each box into its ground-truth box.
+
+    The one encoder of the graph (detection targets); the twin of
+    ``mrcnn.structures.boxes.encode_boxes``, the inverse of
+    ``decode_boxes_graph``. Pixels or normalized alike: the deltas are
+    relative to the box's own size.
+
+    boxes, gt_boxes: [..., (y1, x1, y2, x2)], same unit; cast to float32.
+    std_dev: None, or 4 values (Config.BBOX_STD_DEV) the deltas are
+        divided by.
+    Returns: [..., (dy, dx, log(dh), log(dw))] float32, divided by std_dev.
+    """
+    center_y, center_x, height, width = _centers_and_sizes(
+        tf.cast(boxes, tf.float32))
+    gt_center_y, gt_center_x, gt_height, gt_width = _centers_and_sizes(
+        tf.cast(gt_boxes, tf.float32))
+    deltas = tf.stack([(gt_center_y - center_y) / height,
+                       (gt_center_x - center_x) / width,
+                       tf.math.log(gt_height / height),
+                       tf.math.log(gt_width / width)], axis=-1)
+    if std_dev is not None:
+        deltas = deltas / tf.constant(std_dev, tf.float32)
+    return deltas
+
+
+def decode_boxes_graph(boxes, deltas, std_dev=None, clamp=None):
+    """Boxes moved and resized by deltas: the inverse of
+    ``encode_boxes_graph``.
+
+    The one decoder of the graph (RPN proposals, detections); the twin of
+    ``mrcnn.structures.boxes.decode_boxes``.
+
+    boxes: [..., (y1, x1, y2, x2)] pixels or normalized.
+    deltas: [..., (dy, dx, log(dh), log(dw))], same dtype as boxes; the
+        network's raw output (divided by std_dev) when std_dev is given.
+    std_dev: None, or 4 values (Config.RPN_BBOX_STD_DEV / BBOX_STD_DEV)
+        the deltas are first multiplied by.
+    clamp: None (the default: matterport's numbers, no clamp) or the
+        largest log(dh), log(dw) used, for example
+        ``mrcnn.structures.boxes.DELTA_CLAMP``; applied after std_dev,
+        before exp.
+    Returns: [..., (y1, x1, y2, x2)], same dtype as boxes (not cast: the
+    layers cast to float32 first, so mixed precision keeps float32 boxes).
+    """
+    boxes = tf.convert_to_tensor(boxes)
+    deltas = tf.convert_to_tensor(deltas)
+    if std_dev is not None:
+        deltas = deltas * tf.constant(std_dev, deltas.dtype)
+    center_y, center_x, height, width = _centers_and_sizes(boxes)
+    log_height, log_width = deltas[..., 2], deltas[..., 3]
+    if clamp is not None:
+        log_height = tf.minimum(log_height, clamp)
+        log_width = tf.minimum(log_width, clamp)
+    center_y = center_y + deltas[..., 0] * height
+    center_x = center_x + deltas[..., 1] * width
+    height = height * tf.exp(log_height)
+    width = width * tf.exp(log_width)
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return tf.stack([y1, x1, y1 + height, x1 + width], axis=-1,
                     name="apply_box_deltas_out")
 
+
+def apply_box_deltas_graph(boxes, deltas):
+    """Applies deltas to boxes (matterport's name and signature:
+    ``decode_boxes_graph`` without std_dev or clamp).
+
+    boxes: [N, (y1, x1, y2, x2)] boxes to update.
+    deltas: [N, (dy, dx, log(dh), log(dw))] refinements to apply.
+    Returns: [N, (y1, x1, y2, x2)], same dtype as boxes.
+    """
+    return decode_boxes_graph(boxes, deltas)
+
+
+def box_refinement_graph(box, gt_box):
+    """Deltas that turn box into gt_box (matterport's name and signature:
+    ``encode_boxes_graph`` without std_dev).
+
+    box, gt_box: [N, (y1, x1, y2, x2)]
+    Returns: [N, (dy, dx, log(dh), log(dw))] float32.
+    """
+    return encode_boxes_graph(box, gt_box)
+
+
+############################################################
+#  Other box and image-meta ops
+############################################################
 
 def clip_boxes_graph(boxes, window):
     """Clips boxes to a window.
@@ -63,29 +148,6 @@ def overlaps_graph(boxes1, boxes2):
     area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
     union = area1 + area2 - intersection
     return tf.math.divide_no_nan(intersection, union)
-
-
-def box_refinement_graph(box, gt_box):
-    """Deltas that turn box into gt_box.
-
-    box, gt_box: [N, (y1, x1, y2, x2)]
-    Returns: [N, (dy, dx, log(dh), log(dw))]
-    """
-    box = tf.cast(box, tf.float32)
-    gt_box = tf.cast(gt_box, tf.float32)
-    height = box[:, 2] - box[:, 0]
-    width = box[:, 3] - box[:, 1]
-    center_y = box[:, 0] + 0.5 * height
-    center_x = box[:, 1] + 0.5 * width
-    gt_height = gt_box[:, 2] - gt_box[:, 0]
-    gt_width = gt_box[:, 3] - gt_box[:, 1]
-    gt_center_y = gt_box[:, 0] + 0.5 * gt_height
-    gt_center_x = gt_box[:, 1] + 0.5 * gt_width
-    dy = (gt_center_y - center_y) / height
-    dx = (gt_center_x - center_x) / width
-    dh = tf.math.log(gt_height / height)
-    dw = tf.math.log(gt_width / width)
-    return tf.stack([dy, dx, dh, dw], axis=1)
 
 
 def trim_zeros_graph(boxes, name="trim_zeros"):

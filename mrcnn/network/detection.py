@@ -7,10 +7,9 @@ non-max suppression, and the top ``max_instances`` detections by score.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from mrcnn.network.box_ops import (apply_box_deltas_graph, clip_boxes_graph,
+from mrcnn.network.box_ops import (clip_boxes_graph, decode_boxes_graph,
                                    norm_boxes_graph, overlaps_graph,
                                    parse_image_meta_graph)
 
@@ -29,8 +28,7 @@ def refine_detections(rois, probs, deltas, window, max_instances,
     class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
     class_scores = tf.gather(probs, class_ids, batch_dims=1)
     class_deltas = tf.gather(deltas, class_ids, batch_dims=1)
-    std_dev = np.array(bbox_std_dev, np.float32)
-    boxes = apply_box_deltas_graph(rois, class_deltas * std_dev)
+    boxes = decode_boxes_graph(rois, class_deltas, bbox_std_dev)
     boxes = clip_boxes_graph(boxes, window)
 
     # Candidates: not background and confident enough. tf.where keeps

@@ -9,10 +9,9 @@ matterport weight files load by name.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from mrcnn.network.box_ops import apply_box_deltas_graph, clip_boxes_graph
+from mrcnn.network.box_ops import clip_boxes_graph, decode_boxes_graph
 from mrcnn.network.conv import Conv2D
 
 
@@ -134,11 +133,11 @@ class ProposalLayer(keras.layers.Layer):
         top = tf.math.top_k(scores, limit, sorted=True, name="top_anchors")
         ix = top.indices
         scores = top.values
-        deltas = tf.gather(rpn_bbox, ix, batch_dims=1) * np.array(
-            self.rpn_bbox_std_dev, np.float32)
+        deltas = tf.gather(rpn_bbox, ix, batch_dims=1)
         pre_nms_anchors = tf.gather(anchors, ix, batch_dims=1)
 
-        boxes = apply_box_deltas_graph(pre_nms_anchors, deltas)
+        boxes = decode_boxes_graph(pre_nms_anchors, deltas,
+                                   self.rpn_bbox_std_dev)
         boxes = clip_boxes_graph(boxes, tf.constant([0., 0., 1., 1.]))
 
         # NMS has no batched exact kernel on CPU; map over images.

@@ -8,7 +8,7 @@ class, box refinement and mask the heads should predict for them.
 import keras
 import tensorflow as tf
 
-from mrcnn.network.box_ops import (box_refinement_graph, overlaps_graph,
+from mrcnn.network.box_ops import (encode_boxes_graph, overlaps_graph,
                                    trim_zeros_graph)
 
 # IoU with a ground truth box from which a proposal is positive.
@@ -150,8 +150,7 @@ def image_detection_targets(proposals, gt_class_ids, gt_boxes, gt_masks,
         lambda: tf.zeros([0], tf.int32))
     roi_gt_boxes = tf.gather(gt_boxes, assignment)
     class_ids = tf.gather(gt_class_ids, assignment)
-    deltas = (box_refinement_graph(positive_rois, roi_gt_boxes)
-              / tf.constant(bbox_std_dev, tf.float32))
+    deltas = encode_boxes_graph(positive_rois, roi_gt_boxes, bbox_std_dev)
     masks = _mask_targets(positive_rois, roi_gt_boxes,
                           tf.gather(gt_masks, assignment), mask_shape,
                           use_mini_mask)

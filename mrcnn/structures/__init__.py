@@ -1,7 +1,9 @@
 """The numpy structures users meet in ``mrcnn.utils``: no TensorFlow here.
 
 * ``dataset``: ``Dataset``, the base class of every dataset;
-* ``boxes``: boxes of masks, IoU, NMS, box deltas, normalization;
+* ``boxes``: boxes of masks, IoU, NMS, normalization, and the box coder
+  (``encode_boxes`` / ``decode_boxes``: boxes to std-dev-scaled deltas and
+  back, the numpy twin of ``network.box_ops``' coder);
 * ``masks``: mask IoU, mini masks, masks pasted into images;
 * ``resizing``: ``resize_image``, ``resize_mask``;
 * ``anchors``: anchor generation;

@@ -1,10 +1,12 @@
-"""Numpy box helpers: boxes of masks, IoU, NMS, box deltas, normalization.
+"""Numpy box helpers: boxes of masks, IoU, NMS, the box coder, normalization.
 
 Boxes are ``(y1, x1, y2, x2)``. Pixel boxes are exclusive at the end: ``y2``
 / ``x2`` are one past the last row / column of the object. Pairs of boxes
 with an empty union get IoU 0 (matterport gave NaN there), matching
 ``mrcnn.network.box_ops.overlaps_graph``, the TensorFlow twin of these helpers.
 """
+
+import math
 
 import numpy as np
 
@@ -115,49 +117,107 @@ def non_max_suppression(boxes, scores, threshold):
     return np.array(keep, dtype=np.int32)
 
 
+############################################################
+#  The box coder: boxes <-> (dy, dx, log(dh), log(dw)) deltas
+############################################################
+
+# torchvision's BoxCoder clamp (bbox_xform_clip): log(dh) and log(dw) at
+# most log(1000 / 16), so a box grows at most 62.5 times and exp never
+# overflows on the wild deltas of a network early in training.
+DELTA_CLAMP = math.log(1000.0 / 16)
+
+
+def _centers_and_sizes(boxes):
+    """boxes: [..., (y1, x1, y2, x2)] -> (center_y, center_x, height,
+    width), each [...]; (y2, x2) lies outside the box."""
+    height = boxes[..., 2] - boxes[..., 0]
+    width = boxes[..., 3] - boxes[..., 1]
+    return (boxes[..., 0] + 0.5 * height, boxes[..., 1] + 0.5 * width,
+            height, width)
+
+
+def encode_boxes(boxes, gt_boxes, std_dev=None):
+    """The deltas that turn each box into its ground-truth box.
+
+    The numpy twin of ``mrcnn.network.box_ops.encode_boxes_graph``
+    (``tests/test_box_coder.py`` holds them equal); the inverse of
+    ``decode_boxes``. Boxes may be pixels or normalized: the deltas are
+    relative to the box's own size, so they do not depend on the unit.
+
+    boxes, gt_boxes: [..., (y1, x1, y2, x2)], same unit.
+    std_dev: None, or 4 values (Config.RPN_BBOX_STD_DEV / BBOX_STD_DEV)
+        the deltas are divided by, so that the network's targets are of
+        order 1.
+    Returns: [..., (dy, dx, log(dh), log(dw))] float32, divided by std_dev.
+    """
+    center_y, center_x, height, width = _centers_and_sizes(
+        np.asarray(boxes).astype(np.float32))
+    gt_center_y, gt_center_x, gt_height, gt_width = _centers_and_sizes(
+        np.asarray(gt_boxes).astype(np.float32))
+    deltas = np.stack([(gt_center_y - center_y) / height,
+                       (gt_center_x - center_x) / width,
+                       np.log(gt_height / height),
+                       np.log(gt_width / width)], axis=-1).astype(np.float32)
+    if std_dev is not None:
+        deltas = deltas / np.asarray(std_dev, dtype=np.float32)
+    return deltas
+
+
+def decode_boxes(boxes, deltas, std_dev=None, clamp=None):
+    """Boxes moved and resized by deltas: the inverse of ``encode_boxes``.
+
+    The numpy twin of ``mrcnn.network.box_ops.decode_boxes_graph``.
+
+    boxes: [..., (y1, x1, y2, x2)] pixels or normalized; (y2, x2) lies
+        outside the box.
+    deltas: [..., (dy, dx, log(dh), log(dw))], divided by std_dev when
+        std_dev is given (the network's raw output).
+    std_dev: None, or 4 values the deltas are first multiplied by.
+    clamp: None (the default: matterport's numbers, no clamp) or the
+        largest log(dh), log(dw) used, for example DELTA_CLAMP; applied
+        after std_dev, before exp.
+    Returns: [..., (y1, x1, y2, x2)] float32, in the unit of boxes.
+    """
+    center_y, center_x, height, width = _centers_and_sizes(
+        np.asarray(boxes).astype(np.float32))
+    # Not cast: float64 deltas are applied in float64 as matterport did.
+    deltas = np.asarray(deltas)
+    if std_dev is not None:
+        deltas = deltas * np.asarray(std_dev, dtype=np.float32)
+    log_height, log_width = deltas[..., 2], deltas[..., 3]
+    if clamp is not None:
+        log_height = np.minimum(log_height, clamp)
+        log_width = np.minimum(log_width, clamp)
+    center_y = center_y + deltas[..., 0] * height
+    center_x = center_x + deltas[..., 1] * width
+    height = height * np.exp(log_height)
+    width = width * np.exp(log_width)
+    y1 = center_y - 0.5 * height
+    x1 = center_x - 0.5 * width
+    return np.stack([y1, x1, y1 + height, x1 + width], axis=-1).astype(
+        np.float32)
+
+
 def apply_box_deltas(boxes, deltas):
-    """Applies refinement deltas to boxes.
+    """Applies refinement deltas to boxes (matterport's name and signature:
+    ``decode_boxes`` without std_dev or clamp).
 
     boxes: [N, (y1, x1, y2, x2)]. Note that (y2, x2) lies outside the box.
     deltas: [N, (dy, dx, log(dh), log(dw))]
     Returns: [N, (y1, x1, y2, x2)] float32.
     """
-    boxes = np.asarray(boxes).astype(np.float32)
-    deltas = np.asarray(deltas)
-    height = boxes[:, 2] - boxes[:, 0]
-    width = boxes[:, 3] - boxes[:, 1]
-    center_y = boxes[:, 0] + 0.5 * height + deltas[:, 0] * height
-    center_x = boxes[:, 1] + 0.5 * width + deltas[:, 1] * width
-    height = height * np.exp(deltas[:, 2])
-    width = width * np.exp(deltas[:, 3])
-    y1 = center_y - 0.5 * height
-    x1 = center_x - 0.5 * width
-    return np.stack([y1, x1, y1 + height, x1 + width], axis=1).astype(
-        np.float32)
+    return decode_boxes(boxes, deltas)
 
 
 def box_refinement(box, gt_box):
-    """The deltas that turn each box into its ground-truth box.
+    """The deltas that turn each box into its ground-truth box
+    (matterport's name and signature: ``encode_boxes`` without std_dev).
 
     box, gt_box: [N, (y1, x1, y2, x2)]. (y2, x2) lies outside the box.
     Returns: [N, (dy, dx, log(dh), log(dw))] float32, the inverse of
     apply_box_deltas.
     """
-    box = np.asarray(box).astype(np.float32)
-    gt_box = np.asarray(gt_box).astype(np.float32)
-    height = box[:, 2] - box[:, 0]
-    width = box[:, 3] - box[:, 1]
-    center_y = box[:, 0] + 0.5 * height
-    center_x = box[:, 1] + 0.5 * width
-    gt_height = gt_box[:, 2] - gt_box[:, 0]
-    gt_width = gt_box[:, 3] - gt_box[:, 1]
-    gt_center_y = gt_box[:, 0] + 0.5 * gt_height
-    gt_center_x = gt_box[:, 1] + 0.5 * gt_width
-    dy = (gt_center_y - center_y) / height
-    dx = (gt_center_x - center_x) / width
-    dh = np.log(gt_height / height)
-    dw = np.log(gt_width / width)
-    return np.stack([dy, dx, dh, dw], axis=1).astype(np.float32)
+    return encode_boxes(box, gt_box)
 
 
 def norm_boxes(boxes, shape):
