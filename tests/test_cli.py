@@ -651,6 +651,47 @@ def test_train_numbers_the_val_set_by_the_training_class_names(
         assert json.load(f)["class_names"] == train_set.class_names
 
 
+@pytest.mark.parametrize("exclude_heads", [False, True])
+def test_train_continuing_a_run_numbers_the_data_by_the_run_class_names(
+        tmp_path, monkeypatch, exclude_heads):
+    """The run's order (fox, cat, dog) is not the sorted one the loader
+    would give; with --exclude-heads the heads are new and the data's own
+    numbering stands."""
+    from tests.test_class_identity import TRAIN, label_ids, write_via
+    write_via(tmp_path / "data" / "train", TRAIN)
+    weights = write_run(tmp_path / "runs" / "earlier",
+                        ["BG", "fox", "cat", "dog"])
+    models = record_models(monkeypatch)
+    status, out = run_cli([
+        "train", "--dataset", str(tmp_path / "data"), "--format", "via",
+        "--train-subset", "train", "--class-attribute", "kind",
+        "--weights", weights, "--epochs", "1", "--logs", str(tmp_path / "logs")]
+        + (["--exclude-heads"] if exclude_heads else []))
+    assert status == 0, out
+    [(train_set, _)] = [args[:2] for args in models[0].trained]
+    expected_names = (["BG", "cat", "dog", "fox"] if exclude_heads
+                      else ["BG", "fox", "cat", "dog"])
+    assert train_set.class_names == expected_names
+    got, expected = label_ids(train_set, TRAIN, expected_names)
+    assert got == expected
+
+
+def test_train_continuing_a_run_refuses_a_class_the_run_never_saw(
+        tmp_path, monkeypatch, capsys):
+    from tests.test_class_identity import TRAIN, write_via
+    write_via(tmp_path / "data" / "train", TRAIN)
+    weights = write_run(tmp_path / "runs" / "earlier", ["BG", "fox", "cat"])
+    record_models(monkeypatch)
+    status, out = run_cli([
+        "train", "--dataset", str(tmp_path / "data"), "--format", "via",
+        "--train-subset", "train", "--class-attribute", "kind",
+        "--weights", weights, "--epochs", "1",
+        "--logs", str(tmp_path / "logs")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "'dog'" in err and str(tmp_path / "data" / "train") in err
+
+
 def write_run(folder, class_names):
     """A weights file (empty: the stand-in model loads nothing) with a
     run_config.json of these class names beside it."""

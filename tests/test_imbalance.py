@@ -125,7 +125,7 @@ def test_default_config_keeps_the_original_loss():
     ({"CLASS_LOSS_WEIGHTS": [1, float("nan"), 2]}, "CLASS_LOSS_WEIGHTS"),
     ({"CLASS_LOSS_WEIGHTS": "heavy"}, "CLASS_LOSS_WEIGHTS"),
     ({"CLASS_LOSS": "hinge"}, "CLASS_LOSS must be 'cross_entropy' or"),
-    ({"CLASS_LOSS_GAMMA": -1}, "CLASS_LOSS_GAMMA must be a number >= 0"),
+    ({"CLASS_LOSS_GAMMA": -1}, "CLASS_LOSS_GAMMA must be a finite number >= 0"),
     ({"CLASS_LOSS_GAMMA": "2"}, "CLASS_LOSS_GAMMA"),
 ])
 def test_config_rejects_bad_class_loss_values(attrs, message):

@@ -85,7 +85,7 @@ def cmd_train(args):
     overrides = parse_overrides(args.set)
     options = loader_options(args)
     train_set = load_dataset(args.dataset, args.format, args.train_subset,
-                             options)
+                             options, reference=continued_run_classes(args))
     val_set = None
     if args.val_dataset or args.val_subset:
         # The training set's ids by name: a class the validation set
@@ -121,6 +121,21 @@ def cmd_train(args):
                 augmentation=augmentation)
     print(json.dumps({"checkpoint": model.find_last(), "epochs": model.epoch}))
     return 0
+
+
+def continued_run_classes(args):
+    """The class names of the run whose checkpoint --weights continues (the
+    run_config.json beside it), or None. The training set is numbered by
+    them, so that class k is still the class the loaded heads learned as
+    k, and a class that run never saw is an error naming it. None for
+    coco/imagenet/none, with --exclude-heads (new heads) and for weights
+    without a run_config.json."""
+    if args.exclude_heads or args.weights is None \
+            or args.weights.lower() in ("coco", "imagenet", "none"):
+        return None
+    _, path = resolve_weights(args.weights, args.logs, args.name)
+    run = read_run_config(path) if path else None
+    return run["class_names"] if run else None
 
 
 def model_classes(args):
