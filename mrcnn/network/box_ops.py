@@ -13,19 +13,12 @@ TensorFlow and are meant to be called inside Keras layers.
 
 import tensorflow as tf
 
+from mrcnn.structures.boxes import centers_and_sizes
+
 
 ############################################################
 #  The box coder: boxes <-> (dy, dx, log(dh), log(dw)) deltas
 ############################################################
-
-def _centers_and_sizes(boxes):
-    """boxes: [..., (y1, x1, y2, x2)] -> (center_y, center_x, height,
-    width), each [...]; (y2, x2) lies outside the box."""
-    height = boxes[..., 2] - boxes[..., 0]
-    width = boxes[..., 3] - boxes[..., 1]
-    return (boxes[..., 0] + 0.5 * height, boxes[..., 1] + 0.5 * width,
-            height, width)
-
 
 def encode_boxes_graph(boxes, gt_boxes, std_dev=None):
     """The deltas that turn each box into its ground-truth box.
@@ -40,9 +33,9 @@ def encode_boxes_graph(boxes, gt_boxes, std_dev=None):
         divided by.
     Returns: [..., (dy, dx, log(dh), log(dw))] float32, divided by std_dev.
     """
-    center_y, center_x, height, width = _centers_and_sizes(
+    center_y, center_x, height, width = centers_and_sizes(
         tf.cast(boxes, tf.float32))
-    gt_center_y, gt_center_x, gt_height, gt_width = _centers_and_sizes(
+    gt_center_y, gt_center_x, gt_height, gt_width = centers_and_sizes(
         tf.cast(gt_boxes, tf.float32))
     deltas = tf.stack([(gt_center_y - center_y) / height,
                        (gt_center_x - center_x) / width,
@@ -76,7 +69,7 @@ def decode_boxes_graph(boxes, deltas, std_dev=None, clamp=None):
     deltas = tf.convert_to_tensor(deltas)
     if std_dev is not None:
         deltas = deltas * tf.constant(std_dev, deltas.dtype)
-    center_y, center_x, height, width = _centers_and_sizes(boxes)
+    center_y, center_x, height, width = centers_and_sizes(boxes)
     log_height, log_width = deltas[..., 2], deltas[..., 3]
     if clamp is not None:
         log_height = tf.minimum(log_height, clamp)

@@ -127,9 +127,11 @@ def non_max_suppression(boxes, scores, threshold):
 DELTA_CLAMP = math.log(1000.0 / 16)
 
 
-def _centers_and_sizes(boxes):
+def centers_and_sizes(boxes):
     """boxes: [..., (y1, x1, y2, x2)] -> (center_y, center_x, height,
-    width), each [...]; (y2, x2) lies outside the box."""
+    width), each [...]; (y2, x2) lies outside the box. Slicing and
+    arithmetic only: numpy arrays and TensorFlow tensors alike (the graph's
+    coder in mrcnn.network.box_ops uses it too)."""
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
     return (boxes[..., 0] + 0.5 * height, boxes[..., 1] + 0.5 * width,
@@ -150,9 +152,9 @@ def encode_boxes(boxes, gt_boxes, std_dev=None):
         order 1.
     Returns: [..., (dy, dx, log(dh), log(dw))] float32, divided by std_dev.
     """
-    center_y, center_x, height, width = _centers_and_sizes(
+    center_y, center_x, height, width = centers_and_sizes(
         np.asarray(boxes).astype(np.float32))
-    gt_center_y, gt_center_x, gt_height, gt_width = _centers_and_sizes(
+    gt_center_y, gt_center_x, gt_height, gt_width = centers_and_sizes(
         np.asarray(gt_boxes).astype(np.float32))
     deltas = np.stack([(gt_center_y - center_y) / height,
                        (gt_center_x - center_x) / width,
@@ -178,7 +180,7 @@ def decode_boxes(boxes, deltas, std_dev=None, clamp=None):
         after std_dev, before exp.
     Returns: [..., (y1, x1, y2, x2)] float32, in the unit of boxes.
     """
-    center_y, center_x, height, width = _centers_and_sizes(
+    center_y, center_x, height, width = centers_and_sizes(
         np.asarray(boxes).astype(np.float32))
     # Not cast: float64 deltas are applied in float64 as matterport did.
     deltas = np.asarray(deltas)
