@@ -39,6 +39,9 @@ of 64). "crop" is a training-time augmentation and is not exported.
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.constants import PYRAMID_STRIDE
+from mrcnn.structures.masks import MASK_THRESHOLD
+
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
 
 
@@ -134,7 +137,7 @@ def _padding_graph(size, target, mode):
     if mode == "square":
         total = target - size
     elif mode == "pad64":
-        total = tf.math.floormod(-size, 64)
+        total = tf.math.floormod(-size, PYRAMID_STRIDE)
     else:
         total = tf.zeros_like(size)
     before = total // 2
@@ -178,9 +181,10 @@ def mold_images_graph(images, config):
     molded_width = new_width + left + right
     if mode == "none":
         tf.debugging.assert_equal(
-            tf.math.floormod(tf.stack([molded_height, molded_width]), 64), 0,
+            tf.math.floormod(tf.stack([molded_height, molded_width]),
+                             PYRAMID_STRIDE), 0,
             message="export: IMAGE_RESIZE_MODE 'none' needs image height "
-                    "and width multiples of 64")
+                    "and width multiples of {}".format(PYRAMID_STRIDE))
     molded = tf.cast(padded, tf.float32) - tf.constant(
         np.asarray(config.MEAN_PIXEL, np.float32))
     window = tf.stack([top, left, top + new_height, left + new_width])
@@ -295,7 +299,7 @@ def _valid_first(valid, *tensors):
 
 def _paste_mask(mask, box, image_hw):
     """utils.unmold_mask in TensorFlow: the mask resized to its box with
-    skimage's resize, thresholded at 0.5, pasted into an image-size frame
+    skimage's resize, thresholded at MASK_THRESHOLD, pasted into an image-size frame
     (the part of the box inside the image).
 
     mask: float32 [h, w]; box: int32 (y1, x1, y2, x2); image_hw: int32 [2].
@@ -310,7 +314,7 @@ def _paste_mask(mask, box, image_hw):
         resized = resize_bilinear_like_skimage(mask[tf.newaxis], y2 - y1,
                                                x2 - x1)[0]
         # skimage returns float32 for a float32 mask: round, then compare.
-        inside = tf.cast(resized, tf.float32) >= 0.5
+        inside = tf.cast(resized, tf.float32) >= MASK_THRESHOLD
         inside = inside[top - y1:bottom - y1, left - x1:right - x1]
         return tf.pad(inside, [[top, image_hw[0] - bottom],
                                [left, image_hw[1] - right]])

@@ -11,10 +11,7 @@ resizing a mask to its box is two small matrix products,
 import numpy as np
 
 from mrcnn.structures.boxes import denorm_boxes, norm_boxes
-from mrcnn.structures.masks import unmold_mask
-
-# Mask probabilities at or above this are part of the instance.
-MASK_THRESHOLD = 0.5
+from mrcnn.structures.masks import MASK_THRESHOLD, unmold_mask
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape,

@@ -11,6 +11,7 @@ below receives plain values.
 import keras
 
 from mrcnn import data
+from mrcnn.constants import LOSS_NAMES, pyramid_size_error
 from mrcnn.network.backbone import fpn_graph, resnet_graph
 from mrcnn.network.detection import DetectionLayer
 from mrcnn.network.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
@@ -23,9 +24,6 @@ from mrcnn.network.losses import (MRCNNBboxLoss, MRCNNClassLoss, MRCNNMaskLoss,
                                   class_loss_options)
 from mrcnn.network.rpn import ProposalLayer, build_rpn_model
 from mrcnn.network.targets import DetectionTargetLayer
-
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-              "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 # The layers whose outputs are box coordinates or box deltas, by graph (the
 # names of the layers built below). They compute in float32 whatever the
@@ -48,14 +46,13 @@ ROI_ALIGN_LAYERS = ("roi_align_classifier", "roi_align_mask")
 
 
 def check_image_shape(config):
-    """Raise if the configured image size can't go through the pyramid."""
-    h, w = config.IMAGE_SHAPE[:2]
-    if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
-        raise ValueError(
-            "Image size must be dividable by 2 at least 6 times to avoid "
-            "fractions when downscaling and upscaling. For example, use 256, "
-            "320, 384, 448, 512, ... etc. Got IMAGE_SHAPE {}".format(
-                list(config.IMAGE_SHAPE)))
+    """ValueError if IMAGE_SHAPE's height or width can't go through the
+    pyramid (see mrcnn.constants.pyramid_size_error)."""
+    for side, size in zip(("height", "width"), config.IMAGE_SHAPE[:2]):
+        problem = pyramid_size_error("IMAGE_SHAPE " + side, int(size))
+        if problem:
+            raise ValueError("{} (IMAGE_SHAPE {})".format(
+                problem, list(config.IMAGE_SHAPE)))
 
 
 def build_backbone(input_image, config):
@@ -177,18 +174,20 @@ def build_training_graph(config):
                                  input_image_meta, config)
     output_rois = IdentityLayer(name="output_rois")(rois)
 
+    rpn_class_loss, rpn_bbox_loss, class_loss, bbox_loss, mask_loss = \
+        LOSS_NAMES
     losses = [
-        RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits]),
-        RPNBboxLoss(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match,
-                                           rpn_bbox]),
-        MRCNNClassLoss(name="mrcnn_class_loss",
+        RPNClassLoss(name=rpn_class_loss)([input_rpn_match, rpn_class_logits]),
+        RPNBboxLoss(name=rpn_bbox_loss)([input_rpn_bbox, input_rpn_match,
+                                         rpn_bbox]),
+        MRCNNClassLoss(name=class_loss,
                        **class_loss_options(config))([target_class_ids,
                                                       mrcnn_class_logits,
                                                       active_class_ids]),
-        MRCNNBboxLoss(name="mrcnn_bbox_loss")([target_bbox, target_class_ids,
-                                               mrcnn_bbox]),
-        MRCNNMaskLoss(name="mrcnn_mask_loss")([target_mask, target_class_ids,
-                                               mrcnn_mask]),
+        MRCNNBboxLoss(name=bbox_loss)([target_bbox, target_class_ids,
+                                       mrcnn_bbox]),
+        MRCNNMaskLoss(name=mask_loss)([target_mask, target_class_ids,
+                                       mrcnn_mask]),
     ]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
                mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois,

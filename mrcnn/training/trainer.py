@@ -14,14 +14,12 @@ import tensorflow as tf
 import keras
 
 from mrcnn import runtime
+from mrcnn.constants import LOSS_NAMES
 from mrcnn.training import checkpoints
 from mrcnn.training import distribute
 from mrcnn.training import termination
 from mrcnn.weights import loading as weights_io
 from mrcnn.data import MaskRCNNDataset
-
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-              "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 logger = logging.getLogger(__name__)
 
