@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from mrcnn.network import layer_names
 from mrcnn.structures.anchors import generate_pyramid_anchors
 from mrcnn.structures.boxes import norm_boxes
 from mrcnn.structures.resizing import resize_image_for_config
@@ -113,15 +114,15 @@ def build_detect_fn(keras_model):
     [B, n, mask_h, mask_w], n being the most real detections of any image
     of the batch (at least 1).
     """
-    feature_maps = [keras_model.get_layer("fpn_p{}".format(level)).output
-                    for level in (2, 3, 4, 5)]
+    def output(name):
+        return keras_model.get_layer(name).output
+
+    feature_maps = [output(name) for name in layer_names.MRCNN_FEATURE_MAPS]
     detection_model = keras.Model(
-        keras_model.inputs, [keras_model.get_layer("mrcnn_detection").output]
-        + feature_maps)
+        keras_model.inputs, [output(layer_names.DETECTIONS)] + feature_maps)
     mask_model = keras.Model(
-        [keras_model.get_layer("detection_boxes").output,
-         keras_model.inputs[1]] + feature_maps,
-        keras_model.get_layer("mrcnn_mask").output)
+        [output(layer_names.DETECTION_BOXES), keras_model.inputs[1]]
+        + feature_maps, output(layer_names.MRCNN_MASK))
 
     @tf.function(reduce_retracing=True, jit_compile=False)
     def detect_fn(images, metas, anchors):
