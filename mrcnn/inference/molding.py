@@ -66,6 +66,21 @@ def _check_pixel_values(image, index):
             "pixel values in 0..255 (e.g. uint8)".format(index))
 
 
+def image_list(images, channels):
+    """detect()'s images as a list: a list, or an [N, H, W, C] array.
+
+    One [H, W, channels] image alone is refused with a ValueError (iterating
+    it would give H images of one row each).
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3 \
+            and images.shape[-1] == channels:
+        raise ValueError(
+            "detect() takes a list of images (or an [N, H, W, C] array); "
+            "got one image of shape {}: pass detect([image])".format(
+                images.shape))
+    return list(images)
+
+
 def mold_inputs(images, config):
     """Resizes and normalizes images for the network.
 
@@ -88,6 +103,23 @@ def mold_inputs(images, config):
         image_metas.append(image_meta)
     return (np.stack(molded_images).astype(np.float32),
             np.stack(image_metas).astype(np.float32), np.stack(windows))
+
+
+def common_shape(molded_images):
+    """The shape [h, w, C] of every molded image of a batch; ValueError when
+    they differ (one batch runs with one set of anchors)."""
+    image_shape = molded_images[0].shape
+    if any(image.shape != image_shape for image in molded_images[1:]):
+        raise ValueError(
+            "After resizing, images must have the same size; use "
+            "IMAGE_RESIZE_MODE 'square' or detect them one by one.")
+    return image_shape
+
+
+def batch_anchors(anchors, count):
+    """One image's anchors [A, 4] for a batch: [count, A, 4], contiguous."""
+    return np.ascontiguousarray(np.broadcast_to(anchors,
+                                                (count,) + anchors.shape))
 
 
 def pad_to_batch(molded_images, image_metas, batch_size):
