@@ -12,7 +12,7 @@ are named with the constants of ``mrcnn.network.layer_names``.
 import keras
 
 from mrcnn import data
-from mrcnn.constants import LOSS_NAMES, pyramid_size_error
+from mrcnn.constants import LOSS_NAMES, pyramid_size_error  # noqa: F401
 from mrcnn.network.backbone import fpn_graph, resnet_graph
 from mrcnn.network.detection import DetectionLayer
 from mrcnn.network.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
@@ -181,20 +181,14 @@ def build_training_graph(config):
                                  input_image_meta, config)
     output_rois = IdentityLayer(name=OUTPUT_ROIS)(rois)
 
-    rpn_class_loss, rpn_bbox_loss, class_loss, bbox_loss, mask_loss = \
-        LOSS_NAMES
+    # In LOSS_NAMES' order, each layer named as its loss (its default).
     losses = [
-        RPNClassLoss(name=rpn_class_loss)([input_rpn_match, rpn_class_logits]),
-        RPNBboxLoss(name=rpn_bbox_loss)([input_rpn_bbox, input_rpn_match,
-                                         rpn_bbox]),
-        MRCNNClassLoss(name=class_loss,
-                       **class_loss_options(config))([target_class_ids,
-                                                      mrcnn_class_logits,
-                                                      active_class_ids]),
-        MRCNNBboxLoss(name=bbox_loss)([target_bbox, target_class_ids,
-                                       mrcnn_bbox]),
-        MRCNNMaskLoss(name=mask_loss)([target_mask, target_class_ids,
-                                       mrcnn_mask]),
+        RPNClassLoss()([input_rpn_match, rpn_class_logits]),
+        RPNBboxLoss()([input_rpn_bbox, input_rpn_match, rpn_bbox]),
+        MRCNNClassLoss(**class_loss_options(config))(
+            [target_class_ids, mrcnn_class_logits, active_class_ids]),
+        MRCNNBboxLoss()([target_bbox, target_class_ids, mrcnn_bbox]),
+        MRCNNMaskLoss()([target_mask, target_class_ids, mrcnn_mask]),
     ]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
                mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois,
