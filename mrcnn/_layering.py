@@ -19,10 +19,10 @@ LAYERS = (
     # numpy structures: boxes, masks, images, datasets
     ("structures", ("mrcnn.structures",)),
     # settings and the process: no other mrcnn module below
-    ("foundation", ("mrcnn", "mrcnn.config", "mrcnn.config_checks",
-                    "mrcnn.runtime", "mrcnn.atomic_files",
-                    "mrcnn._imgaug_compat", "mrcnn._moved",
-                    "mrcnn._layering")),
+    ("foundation", ("mrcnn", "mrcnn.constants", "mrcnn.config",
+                    "mrcnn.config_checks", "mrcnn.runtime",
+                    "mrcnn.atomic_files", "mrcnn._imgaug_compat",
+                    "mrcnn._moved", "mrcnn._layering")),
 )
 
 

@@ -19,6 +19,7 @@ each other (``Config.validate``).
 import numpy as np
 
 from mrcnn import config_checks
+from mrcnn.constants import LOSS_NAMES, pyramid_size_error
 
 
 class Config(object):
@@ -147,14 +148,11 @@ class Config(object):
     # Weight decay regularization.
     WEIGHT_DECAY = 0.0001
 
-    # Loss weights for more precise optimization.
-    LOSS_WEIGHTS = {
-        "rpn_class_loss": 1.,
-        "rpn_bbox_loss": 1.,
-        "mrcnn_class_loss": 1.,
-        "mrcnn_bbox_loss": 1.,
-        "mrcnn_mask_loss": 1.
-    }
+    # Loss weights for more precise optimization: one for each of the five
+    # losses, by name (mrcnn.constants.LOSS_NAMES: "rpn_class_loss",
+    # "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
+    # "mrcnn_mask_loss"), all 1.
+    LOSS_WEIGHTS = {name: 1. for name in LOSS_NAMES}
 
     # Class imbalance. CLASS_LOSS_WEIGHTS: None (all ones, the original
     # loss) or NUM_CLASSES positive weights of the classifier loss, one per
@@ -278,12 +276,11 @@ class Config(object):
             if not dim:
                 fail("{} must be a positive int in {!r} resize mode".format(
                     dim_name, self.IMAGE_RESIZE_MODE))
-            # The pyramid halves the image six times (P6 has stride 64).
-            if dim % 64 != 0:
-                fail("{} = {} must be divisible by 64 in {!r} resize mode "
-                     "(the feature pyramid downsamples 6 times), e.g. {}".format(
-                         dim_name, dim, self.IMAGE_RESIZE_MODE,
-                         max(64, int(round(dim / 64.0)) * 64)))
+            problem = pyramid_size_error(
+                dim_name, dim, " in {!r} resize mode".format(
+                    self.IMAGE_RESIZE_MODE))
+            if problem:
+                fail(problem)
         if self.IMAGE_MIN_DIM and self.IMAGE_MAX_DIM \
                 and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM \
                 and self.IMAGE_RESIZE_MODE != "crop":
@@ -350,9 +347,7 @@ class Config(object):
                  "{!r}".format(self.MASK_HEAD_POSITIVE_ROIS))
 
     def _validate_losses(self, fail):
-        missing = set(self.LOSS_WEIGHTS) ^ {
-            "rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-            "mrcnn_bbox_loss", "mrcnn_mask_loss"}
+        missing = set(self.LOSS_WEIGHTS) ^ set(LOSS_NAMES)
         if missing:
             fail("LOSS_WEIGHTS must have exactly the five loss names; "
                  "unexpected or missing: {}".format(sorted(missing)))

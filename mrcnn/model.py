@@ -49,6 +49,7 @@ from mrcnn.data import (build_detection_targets,  # noqa: F401
                         parse_image_meta, unmold_image, MaskRCNNDataset,
                         DataSequence)
 from mrcnn.training.checkpoints import CHECKPOINT_RE  # noqa: F401
+from mrcnn.training.trainer import LAYER_REGEX
 from mrcnn.structures.class_identity import check_class_count
 from mrcnn.network.detection import DetectionLayer, refine_detections_graph  # noqa: F401
 from mrcnn.network.heads import build_fpn_mask_graph, fpn_classifier_graph  # noqa: F401
@@ -64,15 +65,6 @@ from mrcnn.network.targets import (DetectionTargetLayer,  # noqa: F401
                                    detection_targets_graph)
 
 logger = logging.getLogger(__name__)
-
-# Regular expressions for the `layers` argument of MaskRCNN.train().
-LAYER_REGEX = {
-    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
-    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
-    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
-    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
-    "all": ".*",
-}
 
 
 class MaskRCNN(object):
@@ -343,13 +335,8 @@ class MaskRCNN(object):
         """
         if self.mode != "inference":
             raise RuntimeError("Create the model in inference mode to detect.")
-        if isinstance(images, np.ndarray) and images.ndim == 3 \
-                and images.shape[-1] == self.config.IMAGE_CHANNEL_COUNT:
-            raise ValueError(
-                "detect() takes a list of images (or an [N, H, W, C] array); "
-                "got one image of shape {}: pass detect([image])".format(
-                    images.shape))
-        images = list(images)
+        images = inference.image_list(images,
+                                      self.config.IMAGE_CHANNEL_COUNT)
         if not images:
             return []
         if verbose:
@@ -365,30 +352,21 @@ class MaskRCNN(object):
 
     def _detect_batch(self, images, batch_size, verbose):
         molded_images, image_metas, windows = self.mold_inputs(images)
-        image_shape = molded_images[0].shape
-        for g in molded_images[1:]:
-            if g.shape != image_shape:
-                raise ValueError(
-                    "After resizing, images must have the same size; use "
-                    "IMAGE_RESIZE_MODE 'square' or detect them one by one.")
+        image_shape = inference.common_shape(molded_images)
         molded_images, image_metas = inference.pad_to_batch(
             molded_images, image_metas, batch_size)
-        anchors = np.broadcast_to(self.get_anchors(image_shape),
-                                  (batch_size,) + self.get_anchors(image_shape).shape)
+        anchors = inference.batch_anchors(self.get_anchors(image_shape),
+                                          batch_size)
         if verbose:
             log("molded_images", molded_images)
             log("image_metas", image_metas)
             log("anchors", anchors)
         detections, mrcnn_mask = self._predict(molded_images, image_metas,
-                                               np.ascontiguousarray(anchors))
-        results = []
-        for i, image in enumerate(images):
-            rois, class_ids, scores, masks = self.unmold_detections(
-                detections[i], mrcnn_mask[i], np.asarray(image).shape,
-                molded_images[i].shape, windows[i])
-            results.append({"rois": rois, "class_ids": class_ids,
-                            "scores": scores, "masks": masks})
-        return results
+                                               anchors)
+        return postprocess.detection_dicts(
+            self.unmold_detections, detections, mrcnn_mask,
+            [np.asarray(image).shape for image in images],
+            [molded.shape for molded in molded_images], windows)
 
     def detect_tiled(self, images, tile=None, overlap=None, full_masks=True,
                      verbose=0):
@@ -429,33 +407,20 @@ class MaskRCNN(object):
             raise RuntimeError("Create the model in inference mode to detect.")
         molded_images = np.asarray(molded_images, dtype=np.float32)
         image_metas = np.asarray(image_metas, dtype=np.float32)
-        image_shape = molded_images[0].shape
-        anchors = np.broadcast_to(self.get_anchors(image_shape),
-                                  (len(molded_images),)
-                                  + self.get_anchors(image_shape).shape)
-        detections, mrcnn_mask = self._predict(
-            molded_images, image_metas, np.ascontiguousarray(anchors))
-        results = []
-        for i, image in enumerate(molded_images):
-            window = [0, 0, image.shape[0], image.shape[1]]
-            rois, class_ids, scores, masks = self.unmold_detections(
-                detections[i], mrcnn_mask[i], image.shape, image.shape, window)
-            results.append({"rois": rois, "class_ids": class_ids,
-                            "scores": scores, "masks": masks})
-        return results
+        anchors = inference.batch_anchors(
+            self.get_anchors(molded_images[0].shape), len(molded_images))
+        detections, mrcnn_mask = self._predict(molded_images, image_metas,
+                                               anchors)
+        # Results in molded pixels: the whole molded image is the window.
+        shapes = [image.shape for image in molded_images]
+        return postprocess.detection_dicts(
+            self.unmold_detections, detections, mrcnn_mask, shapes, shapes,
+            [[0, 0, shape[0], shape[1]] for shape in shapes])
 
     # -------------------------------------------------------------- inspection
     def get_trainable_layers(self):
         """Returns the layers that have weights (nested models walked into)."""
-        layers = []
-        stack = list(self.keras_model.layers)
-        while stack:
-            layer = stack.pop(0)
-            if isinstance(layer, keras.Model):
-                stack = list(layer.layers) + stack
-            elif layer.weights:
-                layers.append(layer)
-        return layers
+        return training.layers_with_weights(self.keras_model)
 
     def run_graph(self, images, outputs, image_metas=None):
         """Runs a sub-set of the computation graph for inspection.

@@ -7,6 +7,7 @@ import json
 import os
 
 from mrcnn import atomic_files
+from mrcnn.network.layer_names import CLASS_SPECIFIC_LAYERS
 
 RUN_CONFIG = "run_config.json"
 
@@ -43,7 +44,7 @@ COCO_CLASS_NAMES = [
 
 # Class-specific layers that do not fit a dataset with other classes (the
 # COCO weights' heads have 81 classes).
-HEAD_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+HEAD_LAYERS = CLASS_SPECIFIC_LAYERS
 
 # File name of matterport's COCO-trained weights.
 COCO_WEIGHTS_FILE = "mask_rcnn_coco.h5"

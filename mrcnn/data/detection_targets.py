@@ -6,6 +6,7 @@ Twins of the graph's ``DetectionTargetLayer`` (``mrcnn.network.targets``), used 
 
 import numpy as np
 
+from mrcnn.constants import HEAD_POSITIVE_IOU
 from mrcnn.structures.boxes import compute_overlaps, encode_boxes
 from mrcnn.structures.resizing import resize
 from mrcnn.data.rng import _as_generator
@@ -140,12 +141,13 @@ def _sample_rois(roi_iou_max, config, rng):
     """Picks TRAIN_ROIS_PER_IMAGE ROIs, ROI_POSITIVE_RATIO of them positive.
 
     roi_iou_max: [N] best IoU of each ROI with a GT box. Positive ROIs have
-    IoU > 0.5, negatives < 0.5 (no hard mining).
+    IoU > HEAD_POSITIVE_IOU (0.5; > as the original's numpy code, where its
+    graph has >=: see mrcnn.constants), negatives < 0.5 (no hard mining).
     Returns (keep [TRAIN_ROIS_PER_IMAGE] ROI indices, the background ROI
     indices among them before any repetition).
     """
-    fg_ids = np.flatnonzero(roi_iou_max > 0.5)
-    bg_ids = np.flatnonzero(roi_iou_max < 0.5)
+    fg_ids = np.flatnonzero(roi_iou_max > HEAD_POSITIVE_IOU)
+    bg_ids = np.flatnonzero(roi_iou_max < HEAD_POSITIVE_IOU)
     fg_roi_count = int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO)
     keep_fg_ids = fg_ids
     if len(fg_ids) > fg_roi_count:
@@ -161,8 +163,9 @@ def _sample_rois(roi_iou_max, config, rng):
         # foreground ones when there is no background at all).
         pool = keep_bg_ids if len(keep_bg_ids) else keep_fg_ids
         if len(pool) == 0:
-            raise ValueError("build_detection_targets: no ROI is foreground "
-                             "(IoU > 0.5) or background (IoU < 0.5)")
+            raise ValueError(
+                "build_detection_targets: no ROI is foreground (IoU > {0}) "
+                "or background (IoU < {0})".format(HEAD_POSITIVE_IOU))
         keep = np.concatenate([keep, rng.choice(pool, remaining,
                                                 replace=True)])
     return keep, keep_bg_ids

@@ -7,14 +7,15 @@ so that only anchors that can reach a box's IoU thresholds are looked at.
 
 import numpy as np
 
+from mrcnn.constants import CROWD_IOU
 from mrcnn.structures.boxes import compute_overlaps, encode_boxes
 from mrcnn.data.anchor_index import _IOU_SLACK, _cached_anchor_index
 from mrcnn.data.rng import _as_generator
 
-# An anchor touching a crowd box from this IoU is never a negative. The
-# positive and negative thresholds are Config.RPN_POSITIVE_IOU and
-# RPN_NEGATIVE_IOU.
-RPN_CROWD_IOU = 0.001
+# An anchor touching a crowd box from this IoU is never a negative (the
+# detection targets' CROWD_IOU). The positive and negative thresholds are
+# Config.RPN_POSITIVE_IOU and RPN_NEGATIVE_IOU.
+RPN_CROWD_IOU = CROWD_IOU
 
 
 def _match_anchors_dense(anchors, gt_boxes, crowd_boxes, positive_iou,
@@ -74,8 +75,8 @@ def _match_anchors(index, anchors, gt_boxes, crowd_boxes, positive_iou,
     1: IoU >= positive_iou (0.7 by default) with a GT box, or the best anchor of a GT
        box (all tied best anchors; when a box overlaps no anchor at all,
        every anchor ties at IoU 0 and all become positive, as in matterport).
-    -1: IoU < negative_iou (0.3 by default) with every GT box and < 0.001 with every
-       crowd box.
+    -1: IoU < negative_iou (0.3 by default) with every GT box and
+       < RPN_CROWD_IOU with every crowd box.
     0: the rest.
     index: _AnchorIndex of anchors. gt_boxes, crowd_boxes: [K, 4] float64.
     Returns int8 [num_anchors].

@@ -5,7 +5,9 @@
 * ``postprocess``: detections unmolded to the original image (boxes in
   pixels, full-size masks);
 * ``tiling``: large images in overlapping tiles, detections merged;
-* ``export``: a SavedModel with molding and unmolding in the graph.
+* ``export``: a SavedModel with molding and unmolding in the graph;
+  ``resize_graph``: skimage's bilinear resize in TensorFlow, bit for bit
+  (the exported graph's resizing of images and masks).
 
 May import: the network, data, structures and the foundation; never
 training, evaluation or the faces.

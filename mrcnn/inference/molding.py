@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 import keras
 
+from mrcnn.network import layer_names
 from mrcnn.structures.anchors import generate_pyramid_anchors
 from mrcnn.structures.boxes import norm_boxes
 from mrcnn.structures.resizing import resize_image_for_config
@@ -65,6 +66,21 @@ def _check_pixel_values(image, index):
             "pixel values in 0..255 (e.g. uint8)".format(index))
 
 
+def image_list(images, channels):
+    """detect()'s images as a list: a list, or an [N, H, W, C] array.
+
+    One [H, W, channels] image alone is refused with a ValueError (iterating
+    it would give H images of one row each).
+    """
+    if isinstance(images, np.ndarray) and images.ndim == 3 \
+            and images.shape[-1] == channels:
+        raise ValueError(
+            "detect() takes a list of images (or an [N, H, W, C] array); "
+            "got one image of shape {}: pass detect([image])".format(
+                images.shape))
+    return list(images)
+
+
 def mold_inputs(images, config):
     """Resizes and normalizes images for the network.
 
@@ -87,6 +103,23 @@ def mold_inputs(images, config):
         image_metas.append(image_meta)
     return (np.stack(molded_images).astype(np.float32),
             np.stack(image_metas).astype(np.float32), np.stack(windows))
+
+
+def common_shape(molded_images):
+    """The shape [h, w, C] of every molded image of a batch; ValueError when
+    they differ (one batch runs with one set of anchors)."""
+    image_shape = molded_images[0].shape
+    if any(image.shape != image_shape for image in molded_images[1:]):
+        raise ValueError(
+            "After resizing, images must have the same size; use "
+            "IMAGE_RESIZE_MODE 'square' or detect them one by one.")
+    return image_shape
+
+
+def batch_anchors(anchors, count):
+    """One image's anchors [A, 4] for a batch: [count, A, 4], contiguous."""
+    return np.ascontiguousarray(np.broadcast_to(anchors,
+                                                (count,) + anchors.shape))
 
 
 def pad_to_batch(molded_images, image_metas, batch_size):
@@ -113,15 +146,15 @@ def build_detect_fn(keras_model):
     [B, n, mask_h, mask_w], n being the most real detections of any image
     of the batch (at least 1).
     """
-    feature_maps = [keras_model.get_layer("fpn_p{}".format(level)).output
-                    for level in (2, 3, 4, 5)]
+    def output(name):
+        return keras_model.get_layer(name).output
+
+    feature_maps = [output(name) for name in layer_names.MRCNN_FEATURE_MAPS]
     detection_model = keras.Model(
-        keras_model.inputs, [keras_model.get_layer("mrcnn_detection").output]
-        + feature_maps)
+        keras_model.inputs, [output(layer_names.DETECTIONS)] + feature_maps)
     mask_model = keras.Model(
-        [keras_model.get_layer("detection_boxes").output,
-         keras_model.inputs[1]] + feature_maps,
-        keras_model.get_layer("mrcnn_mask").output)
+        [output(layer_names.DETECTION_BOXES), keras_model.inputs[1]]
+        + feature_maps, output(layer_names.MRCNN_MASK))
 
     @tf.function(reduce_retracing=True, jit_compile=False)
     def detect_fn(images, metas, anchors):

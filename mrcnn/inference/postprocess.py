@@ -11,10 +11,7 @@ resizing a mask to its box is two small matrix products,
 import numpy as np
 
 from mrcnn.structures.boxes import denorm_boxes, norm_boxes
-from mrcnn.structures.masks import unmold_mask
-
-# Mask probabilities at or above this are part of the instance.
-MASK_THRESHOLD = 0.5
+from mrcnn.structures.masks import MASK_THRESHOLD, unmold_mask
 
 
 def unmold_detections(detections, mrcnn_mask, original_image_shape,
@@ -55,6 +52,29 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape,
     scores, masks = scores[keep], masks[keep]
     full_masks = paste_masks(masks, boxes, original_image_shape[:2])
     return boxes, class_ids, scores, full_masks
+
+
+def detection_dicts(unmold, detections, mrcnn_mask, original_shapes,
+                    molded_shapes, windows):
+    """detect()'s list of dicts for a batch, one per image of
+    original_shapes (rows of a padded batch past them are left out).
+
+    unmold: unmold_detections or a function of its arguments
+        (MaskRCNN.unmold_detections, which a subclass may override).
+    detections, mrcnn_mask: the batch's [B, ...] arrays, as
+        unmold_detections takes them one image at a time.
+    original_shapes, molded_shapes: [H, W, C] of each image before and
+        after molding; windows: [y1, x1, y2, x2] of each in its molded frame.
+    Returns [{"rois", "class_ids", "scores", "masks"}] as detect().
+    """
+    results = []
+    for i, (original, molded, window) in enumerate(
+            zip(original_shapes, molded_shapes, windows)):
+        rois, class_ids, scores, masks = unmold(
+            detections[i], mrcnn_mask[i], original, molded, window)
+        results.append({"rois": rois, "class_ids": class_ids,
+                        "scores": scores, "masks": masks})
+    return results
 
 
 def count_detections(detections):

@@ -16,9 +16,12 @@
 * ``conv``, ``winograd``: the CPU convolution kernels (same weights and
   results as Keras' ``Conv2D``);
 * ``architecture``: the training and inference graphs from a ``Config``,
-  the one place where a Config becomes graph arguments.
+  the one place where a Config becomes graph arguments;
+* ``layer_names``: the names of the layers code finds by name (no
+  TensorFlow: the command line imports it).
 
 May import: ``mrcnn.data`` (the image meta layout the graph parses),
-``mrcnn.structures`` and the foundation (``config``, ``runtime``); never
+``mrcnn.structures`` and the foundation (``config``, ``constants``,
+``runtime``); never
 training, inference, evaluation or the faces.
 """

@@ -5,12 +5,14 @@
           -> [inference] box/class head -> detections -> mask head
 
 This is the one place where a ``Config`` becomes graph arguments: every layer
-below receives plain values.
+below receives plain values. The layers that code elsewhere finds by name
+are named with the constants of ``mrcnn.network.layer_names``.
 """
 
 import keras
 
 from mrcnn import data
+from mrcnn.constants import LOSS_NAMES, pyramid_size_error  # noqa: F401
 from mrcnn.network.backbone import fpn_graph, resnet_graph
 from mrcnn.network.detection import DetectionLayer
 from mrcnn.network.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
@@ -18,14 +20,16 @@ from mrcnn.network.graph_layers import (ActiveClassIdsLayer, AnchorLayer,
                                         NormBoxesLayer)
 from mrcnn.network.heads import (PositiveRois, build_fpn_mask_graph,
                                  fpn_classifier_graph)
+from mrcnn.network.layer_names import (
+    ACTIVE_CLASS_IDS, ANCHORS, DETECTION_BOXES, DETECTIONS, MASK_ROIS,
+    MRCNN_BBOX, MRCNN_BBOX_FC, NORM_GT_BOXES, NORM_INPUT_ROIS, OUTPUT_ROIS,
+    PROPOSAL_TARGETS, PROPOSALS, ROI_ALIGN_CLASSIFIER, ROI_ALIGN_MASK,
+    RPN_BBOX, RPN_CLASS, RPN_CLASS_LOGITS)
 from mrcnn.network.losses import (MRCNNBboxLoss, MRCNNClassLoss, MRCNNMaskLoss,
                                   RPNBboxLoss, RPNClassLoss,
                                   class_loss_options)
 from mrcnn.network.rpn import ProposalLayer, build_rpn_model
 from mrcnn.network.targets import DetectionTargetLayer
-
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-              "mrcnn_bbox_loss", "mrcnn_mask_loss")
 
 # The layers whose outputs are box coordinates or box deltas, by graph (the
 # names of the layers built below). They compute in float32 whatever the
@@ -36,26 +40,25 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
 # (mask_head_on_positives). tests/test_mixed_precision.py holds the graphs
 # to these lists.
 BOX_LAYERS = {
-    "training": ("norm_gt_boxes", "norm_input_rois", "anchors", "rpn_bbox",
-                 "ROI", "proposal_targets", "mask_rois", "output_rois",
-                 "mrcnn_bbox_fc", "mrcnn_bbox"),
-    "inference": ("rpn_bbox", "ROI", "mrcnn_bbox_fc", "mrcnn_bbox",
-                  "mrcnn_detection", "detection_boxes"),
+    "training": (NORM_GT_BOXES, NORM_INPUT_ROIS, ANCHORS, RPN_BBOX,
+                 PROPOSALS, PROPOSAL_TARGETS, MASK_ROIS, OUTPUT_ROIS,
+                 MRCNN_BBOX_FC, MRCNN_BBOX),
+    "inference": (RPN_BBOX, PROPOSALS, MRCNN_BBOX_FC, MRCNN_BBOX,
+                  DETECTIONS, DETECTION_BOXES),
 }
 # The layers that crop the feature maps at those boxes (both graphs): their
 # box arithmetic is float32 too; the feature maps they read may be 16-bit.
-ROI_ALIGN_LAYERS = ("roi_align_classifier", "roi_align_mask")
+ROI_ALIGN_LAYERS = (ROI_ALIGN_CLASSIFIER, ROI_ALIGN_MASK)
 
 
 def check_image_shape(config):
-    """Raise if the configured image size can't go through the pyramid."""
-    h, w = config.IMAGE_SHAPE[:2]
-    if h / 2 ** 6 != int(h / 2 ** 6) or w / 2 ** 6 != int(w / 2 ** 6):
-        raise ValueError(
-            "Image size must be dividable by 2 at least 6 times to avoid "
-            "fractions when downscaling and upscaling. For example, use 256, "
-            "320, 384, 448, 512, ... etc. Got IMAGE_SHAPE {}".format(
-                list(config.IMAGE_SHAPE)))
+    """ValueError if IMAGE_SHAPE's height or width can't go through the
+    pyramid (see mrcnn.constants.pyramid_size_error)."""
+    for side, size in zip(("height", "width"), config.IMAGE_SHAPE[:2]):
+        problem = pyramid_size_error("IMAGE_SHAPE " + side, int(size))
+        if problem:
+            raise ValueError("{} (IMAGE_SHAPE {})".format(
+                problem, list(config.IMAGE_SHAPE)))
 
 
 def build_backbone(input_image, config):
@@ -83,7 +86,7 @@ def build_rpn(rpn_feature_maps, config):
                           config.TOP_DOWN_PYRAMID_SIZE,
                           conv_depth=config.RPN_CONV_DEPTH)
     per_level = [rpn(p) for p in rpn_feature_maps]
-    names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
+    names = [RPN_CLASS_LOGITS, RPN_CLASS, RPN_BBOX]
     # float32 like the RPN head's outputs: under mixed precision a
     # Concatenate would cast scores and deltas back to 16 bits.
     return [keras.layers.Concatenate(axis=1, dtype="float32", name=name)(
@@ -148,12 +151,13 @@ def build_training_graph(config):
     (input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
      input_gt_class_ids, input_gt_boxes, input_gt_masks) = inputs
 
-    gt_boxes = NormBoxesLayer(name="norm_gt_boxes")([input_gt_boxes, input_image])
+    gt_boxes = NormBoxesLayer(name=NORM_GT_BOXES)([input_gt_boxes,
+                                                   input_image])
     rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
     rpn_class_logits, rpn_class, rpn_bbox = build_rpn(rpn_feature_maps, config)
     rpn_rois = _training_proposals(config, input_image, rpn_class, rpn_bbox)
 
-    active_class_ids = ActiveClassIdsLayer(name="active_class_ids")(
+    active_class_ids = ActiveClassIdsLayer(name=ACTIVE_CLASS_IDS)(
         input_image_meta)
     if config.USE_RPN_ROIS:
         target_rois = rpn_rois
@@ -162,7 +166,7 @@ def build_training_graph(config):
         input_rois = keras.Input(shape=[config.POST_NMS_ROIS_TRAINING, 4],
                                  name="input_rois", dtype="int32")
         inputs.append(input_rois)
-        target_rois = NormBoxesLayer(name="norm_input_rois")(
+        target_rois = NormBoxesLayer(name=NORM_INPUT_ROIS)(
             [input_rois, input_image])
 
     rois, target_class_ids, target_bbox, target_mask = _proposal_targets(
@@ -172,23 +176,19 @@ def build_training_graph(config):
         rois, mrcnn_feature_maps, input_image_meta, config)
     mask_rois = rois
     if mask_head_on_positives(config):
-        mask_rois = PositiveRois(name="mask_rois")([rois, target_class_ids])
+        mask_rois = PositiveRois(name=MASK_ROIS)([rois, target_class_ids])
     mrcnn_mask = build_mask_head(mask_rois, mrcnn_feature_maps,
                                  input_image_meta, config)
-    output_rois = IdentityLayer(name="output_rois")(rois)
+    output_rois = IdentityLayer(name=OUTPUT_ROIS)(rois)
 
+    # In LOSS_NAMES' order, each layer named as its loss (its default).
     losses = [
-        RPNClassLoss(name="rpn_class_loss")([input_rpn_match, rpn_class_logits]),
-        RPNBboxLoss(name="rpn_bbox_loss")([input_rpn_bbox, input_rpn_match,
-                                           rpn_bbox]),
-        MRCNNClassLoss(name="mrcnn_class_loss",
-                       **class_loss_options(config))([target_class_ids,
-                                                      mrcnn_class_logits,
-                                                      active_class_ids]),
-        MRCNNBboxLoss(name="mrcnn_bbox_loss")([target_bbox, target_class_ids,
-                                               mrcnn_bbox]),
-        MRCNNMaskLoss(name="mrcnn_mask_loss")([target_mask, target_class_ids,
-                                               mrcnn_mask]),
+        RPNClassLoss()([input_rpn_match, rpn_class_logits]),
+        RPNBboxLoss()([input_rpn_bbox, input_rpn_match, rpn_bbox]),
+        MRCNNClassLoss(**class_loss_options(config))(
+            [target_class_ids, mrcnn_class_logits, active_class_ids]),
+        MRCNNBboxLoss()([target_bbox, target_class_ids, mrcnn_bbox]),
+        MRCNNMaskLoss()([target_mask, target_class_ids, mrcnn_mask]),
     ]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits,
                mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, output_rois,
@@ -227,13 +227,13 @@ def _training_proposals(config, input_image, rpn_class, rpn_bbox):
     anchors = AnchorLayer(
         config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, backbone_shapes,
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
-        config.IMAGE_SHAPE, name="anchors")(input_image)
+        config.IMAGE_SHAPE, name=ANCHORS)(input_image)
     return ProposalLayer(
         proposal_count=config.POST_NMS_ROIS_TRAINING,
         nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT,
         rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-        name="ROI")([rpn_class, rpn_bbox, anchors])
+        name=PROPOSALS)([rpn_class, rpn_bbox, anchors])
 
 
 def _proposal_targets(config, target_rois, gt_class_ids, gt_boxes, gt_masks):
@@ -247,8 +247,8 @@ def _proposal_targets(config, target_rois, gt_class_ids, gt_boxes, gt_masks):
         bbox_std_dev=list(config.BBOX_STD_DEV),
         add_gt_to_proposals=config.ADD_GT_TO_PROPOSALS,
         fill_with_negatives=config.ROI_FILL_WITH_NEGATIVES,
-        name="proposal_targets")([target_rois, gt_class_ids, gt_boxes,
-                                  gt_masks])
+        name=PROPOSAL_TARGETS)([target_rois, gt_class_ids, gt_boxes,
+                                gt_masks])
 
 
 def build_inference_graph(config):
@@ -272,7 +272,7 @@ def build_inference_graph(config):
         nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT,
         rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-        name="ROI")([rpn_class, rpn_bbox, input_anchors])
+        name=PROPOSALS)([rpn_class, rpn_bbox, input_anchors])
 
     _, mrcnn_class, mrcnn_bbox = build_heads(
         rpn_rois, mrcnn_feature_maps, input_image_meta, config)
@@ -281,9 +281,9 @@ def build_inference_graph(config):
         min_confidence=config.DETECTION_MIN_CONFIDENCE,
         nms_threshold=config.DETECTION_NMS_THRESHOLD,
         bbox_std_dev=list(config.BBOX_STD_DEV),
-        name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox,
-                                 input_image_meta])
-    detection_boxes = DetectionBoxesLayer(name="detection_boxes")(detections)
+        name=DETECTIONS)([rpn_rois, mrcnn_class, mrcnn_bbox,
+                          input_image_meta])
+    detection_boxes = DetectionBoxesLayer(name=DETECTION_BOXES)(detections)
     mrcnn_mask = build_mask_head(detection_boxes, mrcnn_feature_maps,
                                  input_image_meta, config)
     inputs = [input_image, input_image_meta, input_anchors]

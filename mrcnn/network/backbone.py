@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from mrcnn.network.conv import Conv2D
+from mrcnn.network.layer_names import FPN_OUTPUT
 
 
 ############################################################
@@ -346,10 +347,10 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
     # 3x3 convs on the merged maps reduce the aliasing of the upsampling.
     def smooth(p, level):
         return Conv2D(pyramid_size, (3, 3), padding="same",
-                      name="fpn_p{}".format(level))(p)
+                      name=FPN_OUTPUT.format(level))(p)
 
     p2, p3, p4, p5 = [smooth(p, level)
                       for p, level in ((p2, 2), (p3, 3), (p4, 4), (p5, 5))]
     p6 = keras.layers.MaxPooling2D(pool_size=(1, 1), strides=2,
-                                   name="fpn_p6")(p5)
+                                   name=FPN_OUTPUT.format(6))(p5)
     return [p2, p3, p4, p5, p6]

@@ -19,6 +19,10 @@ import tensorflow as tf
 
 from mrcnn.network.backbone import BatchNorm, FoldableConv2D
 from mrcnn.network.conv import Conv2D
+from mrcnn.network.layer_names import (MRCNN_BBOX, MRCNN_BBOX_FC,
+                                       MRCNN_CLASS, MRCNN_CLASS_LOGITS,
+                                       MRCNN_MASK, ROI_ALIGN_CLASSIFIER,
+                                       ROI_ALIGN_MASK)
 from mrcnn.network.roi_align import PyramidROIAlign
 
 
@@ -167,7 +171,7 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
             class-specific box deltas (still scaled by BBOX_STD_DEV).
     """
     # [batch, num_rois, pool_size, pool_size, channels]
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_classifier")(
+    x = PyramidROIAlign([pool_size, pool_size], name=ROI_ALIGN_CLASSIFIER)(
         [rois, image_meta] + list(feature_maps))
     # A pool_size x pool_size valid conv is a fully connected layer per ROI.
     x = _conv_bn_relu(x, fc_layers_size, (pool_size, pool_size),
@@ -182,14 +186,14 @@ def fpn_classifier_graph(rois, feature_maps, image_meta, pool_size,
     # outputs feed box math and losses: keep them float32 under mixed
     # precision.
     mrcnn_class_logits = keras.layers.Dense(
-        num_classes, dtype="float32", name="mrcnn_class_logits")(shared)
+        num_classes, dtype="float32", name=MRCNN_CLASS_LOGITS)(shared)
     mrcnn_probs = keras.layers.Activation(
-        "softmax", dtype="float32", name="mrcnn_class")(mrcnn_class_logits)
+        "softmax", dtype="float32", name=MRCNN_CLASS)(mrcnn_class_logits)
 
     x = keras.layers.Dense(num_classes * 4, activation="linear",
-                           dtype="float32", name="mrcnn_bbox_fc")(shared)
+                           dtype="float32", name=MRCNN_BBOX_FC)(shared)
     mrcnn_bbox = BboxReshape(num_classes, dtype="float32",
-                             name="mrcnn_bbox")(x)
+                             name=MRCNN_BBOX)(x)
     return mrcnn_class_logits, mrcnn_probs, mrcnn_bbox
 
 
@@ -209,7 +213,7 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
     Returns: [batch, num_rois, 2 * pool_size, 2 * pool_size, num_classes]
         per-class mask probabilities (sigmoid).
     """
-    x = PyramidROIAlign([pool_size, pool_size], name="roi_align_mask")(
+    x = PyramidROIAlign([pool_size, pool_size], name=ROI_ALIGN_MASK)(
         [rois, image_meta] + list(feature_maps))
     for i in range(1, 5):
         x = _conv_bn_relu(x, conv_depth, (3, 3), "mrcnn_mask_conv{}".format(i),
@@ -223,4 +227,4 @@ def build_fpn_mask_graph(rois, feature_maps, image_meta, pool_size,
     return FoldedTimeDistributed(
         Conv2D(num_classes, (1, 1), strides=1,
                activation="sigmoid", dtype="float32"),
-        dtype="float32", name="mrcnn_mask")(x)
+        dtype="float32", name=MRCNN_MASK)(x)

@@ -8,6 +8,13 @@ cast to float32, so they may come from a mixed precision model.
 import keras
 import tensorflow as tf
 
+from mrcnn.constants import LOSS_NAMES
+
+# Each loss layer is named as its loss by default (the training graph's
+# loss outputs, the logs and Config.LOSS_WEIGHTS use the same names).
+(_RPN_CLASS_LOSS, _RPN_BBOX_LOSS, _MRCNN_CLASS_LOSS, _MRCNN_BBOX_LOSS,
+ _MRCNN_MASK_LOSS) = LOSS_NAMES
+
 
 def _mean_or_zero(values):
     """Mean of all elements of values, 0.0 when it is empty."""
@@ -180,14 +187,14 @@ class _LossLayer(keras.layers.Layer):
 class RPNClassLoss(_LossLayer):
     """call([rpn_match, rpn_class_logits]) -> rpn_class_loss_graph, [1]."""
     loss_function = staticmethod(rpn_class_loss_graph)
-    default_name = "rpn_class_loss"
+    default_name = _RPN_CLASS_LOSS
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class RPNBboxLoss(_LossLayer):
     """call([target_bbox, rpn_match, rpn_bbox]) -> rpn_bbox_loss_graph."""
     loss_function = staticmethod(rpn_bbox_loss_graph)
-    default_name = "rpn_bbox_loss"
+    default_name = _RPN_BBOX_LOSS
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -198,7 +205,7 @@ class MRCNNClassLoss(_LossLayer):
     Config.CLASS_LOSS_WEIGHTS and Config.CLASS_LOSS / CLASS_LOSS_GAMMA).
     """
     loss_function = staticmethod(mrcnn_class_loss_graph)
-    default_name = "mrcnn_class_loss"
+    default_name = _MRCNN_CLASS_LOSS
 
     def __init__(self, class_weights=None, focal_gamma=None, **kwargs):
         super().__init__(**kwargs)
@@ -222,11 +229,11 @@ class MRCNNClassLoss(_LossLayer):
 class MRCNNBboxLoss(_LossLayer):
     """call([target_bbox, target_class_ids, pred_bbox])."""
     loss_function = staticmethod(mrcnn_bbox_loss_graph)
-    default_name = "mrcnn_bbox_loss"
+    default_name = _MRCNN_BBOX_LOSS
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MRCNNMaskLoss(_LossLayer):
     """call([target_masks, target_class_ids, pred_masks])."""
     loss_function = staticmethod(mrcnn_mask_loss_graph)
-    default_name = "mrcnn_mask_loss"
+    default_name = _MRCNN_MASK_LOSS

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from mrcnn.network.box_ops import clip_boxes_graph, decode_boxes_graph
 from mrcnn.network.conv import Conv2D
+from mrcnn.network.layer_names import RPN_MODEL
 
 
 ############################################################
@@ -74,7 +75,7 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth,
         shape=[None, None, depth], name="input_rpn_feature_map")
     outputs = rpn_graph(input_feature_map, anchors_per_location,
                         anchor_stride, conv_depth=conv_depth)
-    return keras.Model([input_feature_map], outputs, name="rpn_model")
+    return keras.Model([input_feature_map], outputs, name=RPN_MODEL)
 
 
 ############################################################

@@ -8,14 +8,9 @@ class, box refinement and mask the heads should predict for them.
 import keras
 import tensorflow as tf
 
+from mrcnn.constants import CROWD_IOU, HEAD_POSITIVE_IOU
 from mrcnn.network.box_ops import (encode_boxes_graph, overlaps_graph,
                                    trim_zeros_graph)
-
-# IoU with a ground truth box from which a proposal is positive.
-POSITIVE_IOU = 0.5
-# A negative proposal must overlap every crowd box less than this: a proposal
-# inside a crowd may well show an object, so it is not used as background.
-CROWD_IOU = 0.001
 
 
 def _split_crowds(gt_class_ids, gt_boxes, gt_masks):
@@ -44,9 +39,10 @@ def _sample_rois(overlaps, crowd_overlaps, train_rois_per_image,
 
     overlaps: [N, G] IoU of proposals with the non-crowd GT boxes.
     crowd_overlaps: [N, C] IoU with the crowd boxes.
-    Positives (IoU >= 0.5) are capped at int(T * ratio); negatives (IoU < 0.5
-    and no crowd overlap) are then taken so that positives make up the ratio
-    of the ROIs, or, when there is no positive at all (or with
+    Positives (IoU >= HEAD_POSITIVE_IOU, 0.5: >= as the original's graph,
+    see mrcnn.constants) are capped at int(T * ratio); negatives (IoU < 0.5
+    and crowd IoU < CROWD_IOU) are then taken so that positives make up the
+    ratio of the ROIs, or, when there is no positive at all (or with
     fill_with_negatives), fill all T slots.
     Returns: positive_ix [P] and negative_ix [M] proposal indices (int32),
     each a random subset.
@@ -55,8 +51,8 @@ def _sample_rois(overlaps, crowd_overlaps, train_rois_per_image,
     # are then below both thresholds.
     roi_iou_max = tf.reduce_max(overlaps, axis=1)
     no_crowd = tf.reduce_max(crowd_overlaps, axis=1) < CROWD_IOU
-    positive_ix = tf.where(roi_iou_max >= POSITIVE_IOU)[:, 0]
-    negative_ix = tf.where((roi_iou_max < POSITIVE_IOU) & no_crowd)[:, 0]
+    positive_ix = tf.where(roi_iou_max >= HEAD_POSITIVE_IOU)[:, 0]
+    negative_ix = tf.where((roi_iou_max < HEAD_POSITIVE_IOU) & no_crowd)[:, 0]
 
     max_positives = int(train_rois_per_image * roi_positive_ratio)
     positive_ix = tf.random.shuffle(positive_ix)[:max_positives]

@@ -9,6 +9,11 @@ import numpy as np
 from mrcnn.structures.boxes import _safe_divide, extract_bboxes
 from mrcnn.structures.resizing import resize
 
+# Mask probabilities at or above this are part of the instance, wherever a
+# mask head's output is pasted (unmold_mask, the inference postprocessing
+# and the exported graph).
+MASK_THRESHOLD = 0.5
+
 
 def compute_overlaps_masks(masks1, masks2):
     """IoU of every mask of masks1 against every mask of masks2.
@@ -90,16 +95,16 @@ def unmold_mask(mask, bbox, image_shape):
     mask: [height, width] float mask from the mask head (e.g. 28x28).
     bbox: (y1, x1, y2, x2) pixel box the mask belongs to.
     image_shape: (height, width, ...) of the image.
-    Returns: bool [height, width]; pixels with mask value >= 0.5 are set.
+    Returns: bool [height, width]; pixels with mask value >= MASK_THRESHOLD
+    (0.5) are set.
     A box of zero area gives an empty mask.
     """
-    threshold = 0.5
     y1, x1, y2, x2 = (int(v) for v in bbox[:4])
     full_mask = np.zeros(tuple(int(d) for d in image_shape[:2]), dtype=bool)
     if y2 <= y1 or x2 <= x1:
         return full_mask
     resized = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1))
-    full_mask[y1:y2, x1:x2] = resized >= threshold
+    full_mask[y1:y2, x1:x2] = resized >= MASK_THRESHOLD
     return full_mask
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import scipy.ndimage
 import skimage.transform
 
+from mrcnn.constants import PYRAMID_STRIDE, pyramid_size_error
+
 
 def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
            preserve_range=False, anti_aliasing=False,
@@ -138,12 +140,14 @@ def _pad_to_square(image, max_dim):
 
 
 def _pad_to_64(image, min_dim):
-    """pad64 mode: centred zero padding of each side to a multiple of 64."""
-    if not min_dim or min_dim % 64 != 0:
-        raise ValueError("Minimum dimension must be a multiple of 64, "
-                         "got min_dim={}".format(min_dim))
+    """pad64 mode: centred zero padding of each side to a multiple of 64
+    (PYRAMID_STRIDE)."""
+    problem = pyramid_size_error("min_dim", min_dim, " in 'pad64' mode")
+    if problem:
+        raise ValueError(problem)
     h, w = image.shape[:2]
-    padding = [_pad_to_multiple(h, 64), _pad_to_multiple(w, 64), (0, 0)]
+    padding = [_pad_to_multiple(h, PYRAMID_STRIDE),
+               _pad_to_multiple(w, PYRAMID_STRIDE), (0, 0)]
     image, window = _padded(image, padding)
     return image, window, padding
 

@@ -14,16 +14,24 @@ import tensorflow as tf
 import keras
 
 from mrcnn import runtime
+from mrcnn.constants import LOSS_NAMES
 from mrcnn.training import checkpoints
 from mrcnn.training import distribute
 from mrcnn.training import termination
 from mrcnn.weights import loading as weights_io
 from mrcnn.data import MaskRCNNDataset
 
-LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
-              "mrcnn_bbox_loss", "mrcnn_mask_loss")
-
 logger = logging.getLogger(__name__)
+
+# Regular expressions on layer names for the `layers` argument of
+# MaskRCNN.train() (apply_trainable matches them in full).
+LAYER_REGEX = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -242,6 +250,20 @@ def apply_trainable(keras_model, layer_regex, verbose=0, indent=0):
                 print("{}{:20}   ({})".format(" " * indent, layer.name,
                                               layer.__class__.__name__))
     return trainable_names
+
+
+def layers_with_weights(keras_model):
+    """The layers of keras_model that have weights, in order, nested models
+    (rpn_model) walked into rather than listed."""
+    layers = []
+    stack = list(keras_model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, keras.Model):
+            stack = list(layer.layers) + stack
+        elif layer.weights:
+            layers.append(layer)
+    return layers
 
 
 def checkpoint_template(log_dir, name):

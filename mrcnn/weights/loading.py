@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 from mrcnn import atomic_files
+from mrcnn.network.layer_names import CLASS_SPECIFIC_LAYERS
 from mrcnn.weights import channels as weights_channels
 from mrcnn.weights.hdf5 import (KERAS3_FORMAT, LEGACY_FORMAT,  # noqa: F401
                                 WeightsFileError, _UnnamedLayersError,
@@ -37,11 +38,6 @@ IMAGENET_RESNET50_URL = (
     "https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
     "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")
 IMAGENET_RESNET50_MD5 = "a268eb855778b3df3c7506639542a6af"
-
-# Layers whose weight shapes depend on NUM_CLASSES: skip them to start from
-# weights trained on another class count (e.g. COCO's 81).
-CLASS_SPECIFIC_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox",
-                         "mrcnn_mask"]
 
 
 @dataclasses.dataclass
