@@ -85,7 +85,9 @@ assert "mrcnn" not in sys.modules
 
 
 def check_imgaug_first(work_dir):
-    """Runs IMGAUG_FIRST from work_dir (outside the source tree)."""
+    """Runs IMGAUG_FIRST from work_dir (outside the source tree; made
+    here, as training would make it later)."""
+    os.makedirs(work_dir, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run([sys.executable, "-c", IMGAUG_FIRST], cwd=work_dir,
                           env=env, capture_output=True, text=True)
