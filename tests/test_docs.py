@@ -102,3 +102,26 @@ def test_notebooks_rendered_as_saved(site):
     for notebook in notebooks:
         page = _page(site, notebook[:-len(".ipynb")] + ".html")
         assert "jp-Notebook" in page or "jupyter-wrapper" in page, notebook
+
+
+def test_every_public_module_has_its_reference(site):
+    """A module added to mrcnn without a page (or outside a documented
+    package) fails here."""
+    pages = "".join(path.read_text(encoding="utf-8")
+                    for path in (site / "api").glob("*.html"))
+    package_dir = os.path.join(ROOT, "mrcnn")
+    missing = []
+    for folder, _, names in os.walk(package_dir):
+        for name in names:
+            if not name.endswith(".py") or name == "__main__.py":
+                continue
+            parts = os.path.relpath(os.path.join(folder, name[:-3]),
+                                    ROOT).split(os.sep)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            if any(part.startswith("_") for part in parts):
+                continue  # private: not part of the reference
+            module = ".".join(parts)
+            if 'id="{}"'.format(module) not in pages:
+                missing.append(module)
+    assert missing == [], missing
