@@ -32,3 +32,19 @@ def balloon_path():
         pytest.skip("balloon dataset not found at {} (set MRCNN_BALLOON_DIR)"
                     .format(path))
     return path
+
+
+def nuclei_dir():
+    """The nuclei dataset folder (DSB 2018 stage 1 layout), from
+    MRCNN_NUCLEI_DIR or ../shared."""
+    return pathlib.Path(os.environ.get(
+        "MRCNN_NUCLEI_DIR", REPO_ROOT.parent / "shared" / "data" / "nuclei"))
+
+
+@pytest.fixture
+def nuclei_path():
+    path = nuclei_dir()
+    if not (path / "stage1_train").is_dir():
+        pytest.skip("nuclei dataset not found at {} (set MRCNN_NUCLEI_DIR)"
+                    .format(path))
+    return path

@@ -20,6 +20,7 @@ from pycocotools import mask as mask_utils
 
 from mrcnn import utils
 from mrcnn.cli import commands as cli
+from mrcnn.cli import setup
 from mrcnn.weights.hdf5 import add_checksum
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -349,6 +350,65 @@ def test_set_parses_numbers_and_keeps_text():
         "MIXED_PRECISION": None, "VALIDATION_STEPS": 0}
     assert type(overrides["IMAGE_MAX_DIM"]) is int
     cli.make_config("x", 2, overrides)
+
+
+def test_set_takes_the_from_scratch_settings_the_readme_recommends():
+    """ADD_GT_TO_PROPOSALS and its kin reach Config with their types:
+    booleans from words, numbers and lists from JSON."""
+    overrides = cli.parse_overrides([
+        "ADD_GT_TO_PROPOSALS=true", "HEAD_TRAIN_BN=no", "TRAIN_BN=yes",
+        "ROI_FILL_WITH_NEGATIVES=on", "MASK_HEAD_POSITIVE_ROIS=null",
+        "LEARNING_MOMENTUM=0.8", "WEIGHT_DECAY=0.0005",
+        "GRADIENT_CLIP_NORM=null", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]",
+        "RPN_NMS_THRESHOLD=0.8", "ROI_POSITIVE_RATIO=0.5",
+        "MEAN_PIXEL=[43.5, 39.6, 48.2]"])
+    config = cli.make_config("x", 2, overrides)
+    assert config.ADD_GT_TO_PROPOSALS is True
+    assert config.HEAD_TRAIN_BN is False and config.TRAIN_BN is True
+    assert config.ROI_FILL_WITH_NEGATIVES is True
+    assert config.MASK_HEAD_POSITIVE_ROIS is None
+    assert (config.LEARNING_MOMENTUM, config.WEIGHT_DECAY) == (0.8, 0.0005)
+    assert config.GRADIENT_CLIP_NORM is None
+    assert config.RPN_ANCHOR_SCALES == (8, 16, 32, 64, 128)
+    assert (config.RPN_NMS_THRESHOLD, config.ROI_POSITIVE_RATIO) == (0.8,
+                                                                     0.5)
+    np.testing.assert_array_equal(config.MEAN_PIXEL, [43.5, 39.6, 48.2])
+    # The run config keeps the values as given: JSON, read back the same.
+    assert json.loads(json.dumps(overrides)) == overrides
+
+
+@pytest.mark.parametrize("pair", [
+    "ADD_GT_TO_PROPOSALS=maybe", "HEAD_TRAIN_BN=2", "LEARNING_MOMENTUM=1.5",
+    "MEAN_PIXEL=[1, 2]", "ROI_POSITIVE_RATIO=0"])
+def test_bad_from_scratch_settings_are_named(pair):
+    with pytest.raises(cli.CliError, match=pair.split("=")[0]):
+        cli.make_config("x", 2, cli.parse_overrides([pair]))
+
+
+def test_every_boolean_setting_parses_its_words():
+    """BOOL_SETTINGS is every settable key whose rule is a boolean, so that
+    --set KEY=no is False and never the true text "no"."""
+    from mrcnn import config_checks
+    booleans = {key for key in cli.OVERRIDABLE
+                if key in config_checks.RULES
+                and config_checks.RULES[key].kind == "bool"}
+    assert set(setup.BOOL_SETTINGS) == booleans
+    for key in booleans:
+        assert cli.parse_overrides([key + "=no"]) == {key: False}
+
+
+def test_train_accepts_add_gt_to_proposals(tmp_path, capsys):
+    """`mrcnn train --set ADD_GT_TO_PROPOSALS=true` gets past the --set
+    check: what stops it is the missing dataset, named."""
+    missing = str(tmp_path / "missing")
+    status = cli.main(["train", "--dataset", missing, "--format", "via",
+                       "--weights", "none", "--epochs", "1",
+                       "--logs", str(tmp_path / "logs"),
+                       "--set", "ADD_GT_TO_PROPOSALS=true",
+                       "--set", "HEAD_TRAIN_BN=false"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert "cannot be set" not in err and "missing" in err, err
 
 
 def test_train_with_unreachable_coco_weights_says_what_to_fetch(

@@ -8,6 +8,8 @@ import re
 
 import pytest
 
+from conftest import nuclei_dir
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel", reason="the notebooks run on ipykernel")
@@ -19,23 +21,25 @@ NOTEBOOKS = {
     "inspect_data": os.path.join(REPO_ROOT, "samples", "inspect_data.ipynb"),
     "inspect_model": os.path.join(REPO_ROOT, "samples",
                                   "inspect_model.ipynb"),
+    "inspect_nucleus_data": os.path.join(REPO_ROOT, "samples", "nucleus",
+                                         "inspect_nucleus_data.ipynb"),
 }
 CELL_TIMEOUT_S = 600
 
 
-def execute(name, workdir, logs):
+def execute(name, workdir, logs, **env_values):
     """Runs a notebook with the tiny settings; returns the executed copy.
 
     Any cell error raises nbclient's CellExecutionError with the traceback.
-    The kernel gets the settings through its environment; the notebook on
-    disk is left untouched.
+    The kernel gets the settings (and env_values) through its environment;
+    the notebook on disk is left untouched.
     """
     notebook = nbformat.read(NOTEBOOKS[name], as_version=4)
     client = nbclient.NotebookClient(
         notebook, kernel_name="python3", timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(workdir)}})
     env = dict(os.environ, MRCNN_NOTEBOOK_TINY="1", MRCNN_ROOT=REPO_ROOT,
-               MRCNN_LOGS=str(logs), TF_CPP_MIN_LOG_LEVEL="2")
+               MRCNN_LOGS=str(logs), TF_CPP_MIN_LOG_LEVEL="2", **env_values)
     client.execute(env=env)
     return notebook
 
@@ -124,3 +128,33 @@ def test_inspect_model_inspects_the_train_shapes_checkpoint(
     assert re.search(r"bbox AP=\d\.\d{3} AP50=", printed)
     assert re.search(r"^\d+ weight tensors$", printed, re.MULTILINE)
     assert png_count(notebook) >= 8
+
+
+def test_inspect_nucleus_data_reports_counts_and_anchor_coverage(
+        tmp_path_factory):
+    root = nuclei_dir()
+    if not (root / "stage1_train").is_dir():
+        pytest.skip("nuclei dataset not found at {} (set MRCNN_NUCLEI_DIR)"
+                    .format(root))
+    workdir = tmp_path_factory.mktemp("inspect_nucleus_cwd")
+    notebook = execute("inspect_nucleus_data", workdir,
+                       tmp_path_factory.mktemp("inspect_nucleus_logs"),
+                       MRCNN_NUCLEI_DIR=str(root))
+    printed = printed_text(notebook)
+    # The counts are those of the mask files on disk.
+    counts = [len(os.listdir(os.path.join(root, "stage1_train", i, "masks")))
+              for i in os.listdir(os.path.join(root, "stage1_train"))]
+    found = re.search(r"Nuclei per image: min (\d+), median \S+, max (\d+) "
+                      r"\((\d+) in all\)", printed)
+    assert found, printed[-2000:]
+    assert [int(v) for v in found.groups()] == [min(counts), max(counts),
+                                                sum(counts)]
+    found = re.search(r"config: +RPN_ANCHOR_SCALES=\[([^\]]*)\].*: (\d+) of "
+                      r"(\d+) boxes", printed)
+    assert found, printed[-2000:]
+    from samples.nucleus import nucleus
+    assert [int(v) for v in found.group(1).split(",")] == list(
+        nucleus.NucleusConfig.RPN_ANCHOR_SCALES)
+    assert 0 <= int(found.group(2)) <= int(found.group(3))
+    assert png_count(notebook) >= 5
+    assert os.listdir(str(workdir)) == []

@@ -25,6 +25,11 @@ OVERRIDABLE = (
     "RPN_TRAIN_ANCHORS_PER_IMAGE", "MIXED_PRECISION", "DETECTION_NMS_THRESHOLD",
     "CPU_THREADS", "CLASS_LOSS_WEIGHTS", "CLASS_LOSS", "CLASS_LOSS_GAMMA",
     "RPN_POSITIVE_IOU", "RPN_NEGATIVE_IOU",
+    # Training from scratch (see the README): the proposals, batch norm and
+    # optimizer knobs that the shapes demo and samples/nucleus set.
+    "ADD_GT_TO_PROPOSALS", "HEAD_TRAIN_BN", "ROI_FILL_WITH_NEGATIVES",
+    "MASK_HEAD_POSITIVE_ROIS", "LEARNING_MOMENTUM", "GRADIENT_CLIP_NORM",
+    "RPN_NMS_THRESHOLD", "ROI_POSITIVE_RATIO", "MEAN_PIXEL",
 )
 
 COCO_CLASS_NAMES = [
@@ -82,7 +87,11 @@ class CliError(Exception):
 # (Python's bool("no") is True, so "no" must never reach Config as text).
 BOOL_WORDS = {"true": True, "yes": True, "on": True, "1": True,
               "false": False, "no": False, "off": False, "0": False}
-BOOL_SETTINGS = ("TRAIN_BN", "USE_MINI_MASK")
+# (Every OVERRIDABLE key whose mrcnn.config_checks rule is "bool": a test
+# holds the two lists together.)
+BOOL_SETTINGS = ("TRAIN_BN", "USE_MINI_MASK", "ADD_GT_TO_PROPOSALS",
+                 "HEAD_TRAIN_BN", "ROI_FILL_WITH_NEGATIVES",
+                 "MASK_HEAD_POSITIVE_ROIS")
 
 
 def parse_overrides(pairs):
@@ -134,6 +143,9 @@ def make_config(name, num_classes, overrides, inference=False):
     for key in ("RPN_ANCHOR_SCALES", "MINI_MASK_SHAPE"):
         if key in attrs:
             attrs[key] = tuple(attrs[key])
+    if "MEAN_PIXEL" in attrs:  # an array as Config's own; JSON gives a list
+        import numpy as np
+        attrs["MEAN_PIXEL"] = np.array(attrs["MEAN_PIXEL"], dtype=np.float64)
     if inference:
         attrs.update(GPU_COUNT=1, IMAGES_PER_GPU=1)
     try:
