@@ -20,6 +20,7 @@ LAYERS = (
     ("structures", ("mrcnn.structures",)),
     # settings and the process: no other mrcnn module below
     ("foundation", ("mrcnn", "mrcnn.constants", "mrcnn.config",
+                    "mrcnn.config_presets",
                     "mrcnn.config_checks", "mrcnn.runtime",
                     "mrcnn.atomic_files", "mrcnn._imgaug_compat",
                     "mrcnn._moved", "mrcnn._layering")),

@@ -205,3 +205,23 @@ def test_feed_augmentation_is_reproducible():
         no_augmentation_sources=["shapes"])
     plain = unaugmented[0]["input_gt_boxes"][0, :2]
     np.testing.assert_array_equal(plain, [[6, 8, 40, 44], [46, 30, 58, 60]])
+
+
+@pytest.mark.parametrize("count", [1, 128, 129, 300])
+def test_masks_of_more_instances_than_opencv_channels_follow_the_image(count):
+    """OpenCV, which imgaug calls for flips, takes at most 128 channels: an
+    image of 129 or more instances (nuclei: up to 199) failed with
+    "invalid count". Every instance must get the image's transform, as
+    numpy's own flips and quarter turns give it."""
+    rng = np.random.default_rng(count)
+    mask = rng.random((32, 48, count)) < 0.3
+    image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    for augmenter, expected in [
+            (iaa.Fliplr(1.0), lambda a: a[:, ::-1]),
+            (iaa.Flipud(1.0), lambda a: a[::-1]),
+            (iaa.Sequential([iaa.Fliplr(1.0), iaa.Flipud(1.0)]),
+             lambda a: a[::-1, ::-1])]:
+        new_image, new_mask = data.augment_image_and_masks(
+            augmenter, image, mask)
+        np.testing.assert_array_equal(new_image, expected(image))
+        np.testing.assert_array_equal(new_mask, expected(mask))

@@ -24,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from mrcnn.cli.setup import (COCO_CLASS_NAMES,  # noqa: E402,F401
                              COCO_WEIGHTS_FILE, HEAD_LAYERS, OVERRIDABLE,
                              RUN_CONFIG, TINY_SETTINGS, CliError,
-                             add_sample_arguments, find_last_checkpoint,
+                             PRESET_NAMES, add_sample_arguments,
+                             find_last_checkpoint, preset_overrides,
                              heads_to_exclude, load_weights_arg, make_config,
                              parse_overrides, read_run_config, resolve_weights,
                              sample_config, sample_model, weights_file,
@@ -82,7 +83,8 @@ def cmd_train(args):
     """`mrcnn train`: trains on --dataset and writes run_config.json beside
     the checkpoints. Returns the exit status."""
     from mrcnn import model as modellib
-    overrides = parse_overrides(args.set)
+    overrides = preset_overrides(getattr(args, "preset", None),
+                                 parse_overrides(args.set))
     options = loader_options(args)
     train_set = load_dataset(args.dataset, args.format, args.train_subset,
                              options, reference=continued_run_classes(args))
@@ -343,6 +345,10 @@ def _add_train_parser(sub):
                    help="skip the class-specific heads of a weights path")
     p.add_argument("--layers", default="heads",
                    help="heads, 3+, 4+, 5+, all or a regex")
+    p.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                   help="a set of Config values (mrcnn.config_presets); "
+                        "from-scratch: for --weights none --layers all. "
+                        "--set values win over it")
     p.add_argument("--epochs", type=int, required=True)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)

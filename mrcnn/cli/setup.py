@@ -6,7 +6,7 @@ samples' arguments and models.
 import json
 import os
 
-from mrcnn import atomic_files
+from mrcnn import atomic_files, config_presets
 from mrcnn.network.layer_names import CLASS_SPECIFIC_LAYERS
 
 RUN_CONFIG = "run_config.json"
@@ -77,6 +77,20 @@ TINY_SETTINGS = {
     "STEPS_PER_EPOCH": 2,
     "VALIDATION_STEPS": 1,
 }
+
+
+# The names `mrcnn train --preset` takes.
+PRESET_NAMES = tuple(sorted(config_presets.PRESETS))
+
+
+def preset_overrides(preset, overrides):
+    """The Config values of `preset` (a name of PRESET_NAMES, or None for
+    none) with the --set `overrides` over them, as one overrides dict: the
+    run config records them all, so that detect and evaluate rebuild the
+    same model."""
+    values = config_presets.preset_values(preset) if preset else {}
+    values.update(overrides)
+    return values
 
 
 class CliError(Exception):

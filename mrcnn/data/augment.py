@@ -39,6 +39,10 @@ def seeded_copy(augmentation, seed):
     return augmenter
 
 
+# Instance masks given to imgaug in one call (OpenCV's channel limit).
+MASK_CHANNELS_PER_CALL = 128
+
+
 def augment_image_and_masks(augmentation, image, mask, description="image"):
     """Applies an augmentation to an image and, where safe, its masks.
 
@@ -73,7 +77,14 @@ def _augment_with_imgaug(augmentation, image, mask):
     imgaug = import_imgaug()
     det = augmentation.to_deterministic()
     new_image = det.augment_image(image)
-    # imgaug has no bool support, hence the uint8 round trip.
+    # imgaug has no bool support, hence the uint8 round trip; OpenCV, which
+    # imgaug calls for flips and warps, takes at most 128 channels, so the
+    # instances go through in blocks of that many (the same transform:
+    # det is deterministic).
     hooks = imgaug.HooksImages(activator=_mask_hook)
-    new_mask = det.augment_image(mask.astype(np.uint8), hooks=hooks)
+    blocks = [det.augment_image(mask[..., i:i + MASK_CHANNELS_PER_CALL]
+                                .astype(np.uint8), hooks=hooks)
+              for i in range(0, max(1, mask.shape[-1]),
+                             MASK_CHANNELS_PER_CALL)]
+    new_mask = np.concatenate(blocks, axis=-1) if blocks else mask
     return new_image, new_mask.astype(bool)
