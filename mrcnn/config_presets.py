@@ -13,9 +13,11 @@ any Config subclass. The defaults of Config stay matterport's.
 On the command line: ``mrcnn train --preset from-scratch --weights none``
 (``--set`` values still win over the preset's).
 
-FROM_SCRATCH is what made mrcnn learn from random initialization on the
-141 DSB2018 nuclei images on 2 CPU cores (benchmarks/time_to_accuracy.py,
-its README section): each value with the reason it is there.
+FROM_SCRATCH gathers what the shapes demo (samples/shapes) needed to learn
+from random initialization, and what torchvision and detectron2 do by
+default, each value with the reason it is there; the nucleus sample and
+benchmarks/time_to_accuracy.py use it. Its race against torchvision on the
+DSB2018 nuclei is measured in benchmarks/README.md.
 """
 
 # Training from random initialization (no pretrained backbone).

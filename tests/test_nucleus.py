@@ -117,9 +117,9 @@ def test_split_is_the_documented_rule_and_covers_every_image(nuclei_path):
     assert train.class_names == val.class_names == ["BG", "nucleus"]
     assert not train_ids & val_ids
     assert train_ids | val_ids == ids
-    # The module doc's rule: validation ids start with 0, 1 or 2.
-    assert val_ids == {i for i in ids if i[0] in "012"}
-    assert 0.15 < len(val_ids) / len(ids) < 0.25
+    # The module doc's rule: the sorted ids, every 5th from the first.
+    assert val_ids == set(sorted(ids)[::5])
+    assert (len(train_ids), len(val_ids)) == (112, 29)
 
 
 def test_masks_are_the_mask_pngs(nuclei_path):
