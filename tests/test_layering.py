@@ -143,3 +143,19 @@ def test_an_upward_import_is_reported(tmp_path):
     assert imports == {"mrcnn.model"}
     assert _layering.layer_of("mrcnn.model")[0] < \
         _layering.layer_of("mrcnn.structures.probe")[0]
+
+
+def test_the_readme_map_lists_every_subpackage_and_no_other():
+    """README's "Layout" table names each folder of mrcnn once, as
+    `mrcnn/<package>/`, and _layering gives each a layer."""
+    readme = open(os.path.join(os.path.dirname(PACKAGE_DIR), "README.md"),
+                  encoding="utf-8").read()
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    listed = {line.split("`mrcnn/", 1)[1].split("/", 1)[0]
+              for line in layout.splitlines()
+              if line.startswith("| `mrcnn/") and "/`" in line.split("|")[1]}
+    folders = {name for name in os.listdir(PACKAGE_DIR)
+               if os.path.isfile(os.path.join(PACKAGE_DIR, name,
+                                              "__init__.py"))}
+    assert listed == folders
+    assert all(_layering.layer_of("mrcnn." + name) for name in folders)

@@ -46,7 +46,7 @@ import skimage.io  # noqa: E402
 import skimage.util  # noqa: E402
 
 from mrcnn import visualize  # noqa: E402
-from mrcnn.cli import commands as cli
+from mrcnn.cli import commands as cli  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.datasets import ViaDataset  # noqa: E402
 
