@@ -225,3 +225,22 @@ def test_masks_of_more_instances_than_opencv_channels_follow_the_image(count):
             augmenter, image, mask)
         np.testing.assert_array_equal(new_image, expected(image))
         np.testing.assert_array_equal(new_mask, expected(mask))
+
+
+def test_many_instances_do_not_warn_once_an_image():
+    """imgaug takes a mask block of more than 32 channels for a batch put
+    the wrong way round and warns (SuspiciousSingleImageShapeWarning),
+    once per augmented image: here the channels are instances on purpose,
+    so nothing is said; an image itself of such a shape still warns."""
+    import warnings
+    from imgaug.augmenters.base import SuspiciousSingleImageShapeWarning
+    rng = np.random.default_rng(0)
+    mask = rng.random((32, 48, 64)) < 0.3
+    image = rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data.augment_image_and_masks(iaa.Fliplr(1.0), image, mask)
+    assert not [w for w in caught
+                if issubclass(w.category, SuspiciousSingleImageShapeWarning)]
+    with pytest.warns(SuspiciousSingleImageShapeWarning):
+        iaa.Fliplr(1.0).augment_image(mask.astype(np.uint8))

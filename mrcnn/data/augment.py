@@ -4,6 +4,8 @@ imgaug augmenters (the original API) run here; albumentations transforms
 are handed to ``mrcnn.data.augment_albumentations``.
 """
 
+import warnings
+
 import numpy as np
 
 from mrcnn.data.augment_albumentations import (augment_with_albumentations,
@@ -70,6 +72,15 @@ def augment_image_and_masks(augmentation, image, mask, description="image"):
     return new_image, new_mask
 
 
+def _ignore_suspicious_shapes(imgaug):
+    """Ignores imgaug's warning about many-channel single images in the
+    current warnings context (nothing where an imgaug version lacks it)."""
+    base = getattr(getattr(imgaug, "augmenters", None), "base", None)
+    category = getattr(base, "SuspiciousSingleImageShapeWarning", None)
+    if category is not None:
+        warnings.simplefilter("ignore", category)
+
+
 def _augment_with_imgaug(augmentation, image, mask):
     """imgaug on image [H, W, C] and, through MASK_AUGMENTERS only, mask
     [H, W, N] bool. Returns (image, mask bool), sizes unchecked."""
@@ -82,9 +93,15 @@ def _augment_with_imgaug(augmentation, image, mask):
     # instances go through in blocks of that many (the same transform:
     # det is deterministic).
     hooks = imgaug.HooksImages(activator=_mask_hook)
-    blocks = [det.augment_image(mask[..., i:i + MASK_CHANNELS_PER_CALL]
-                                .astype(np.uint8), hooks=hooks)
-              for i in range(0, max(1, mask.shape[-1]),
-                             MASK_CHANNELS_PER_CALL)]
+    with warnings.catch_warnings():
+        # A mask block of more than 32 channels is what imgaug's
+        # SuspiciousSingleImageShapeWarning takes for an image batch put
+        # the wrong way round; here it is one image's instances, on
+        # purpose, and the warning would come once per augmented image.
+        _ignore_suspicious_shapes(imgaug)
+        blocks = [det.augment_image(mask[..., i:i + MASK_CHANNELS_PER_CALL]
+                                    .astype(np.uint8), hooks=hooks)
+                  for i in range(0, max(1, mask.shape[-1]),
+                                 MASK_CHANNELS_PER_CALL)]
     new_mask = np.concatenate(blocks, axis=-1) if blocks else mask
     return new_image, new_mask.astype(bool)
