@@ -9,8 +9,9 @@ No pretrained weights can be downloaded here, so both start from random
 weights. Same training images at the same input size (each image scaled so
 that its longer side is --size, done once before training and given to
 both as arrays, so that neither spends its budget decoding PNGs), the same
-backbone depth (--backbone; ResNet18-FPN by default: ResNet50 learns
-nothing measurable in half an hour on 2 cores, see benchmarks/README.md),
+backbone depth (--backbone; ResNet18-FPN by default: a ResNet50 step
+costs three to four times as much, too few steps in half an hour on 2
+cores, an estimate from step times; see benchmarks/README.md),
 the same anchor sizes (8..128 px, the nuclei are 7-40 px at 320), 100
 detections per image from a score of 0.05 on both (COCO counts 100),
 float32, --threads threads each (TensorFlow: that many intra-op threads,
