@@ -62,12 +62,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from pipe_worker import PipeClient, serve  # noqa: E402
+
 # The torch virtualenv's interpreter (--torch-python or
 # $MRCNN_TORCH_PYTHON to use one elsewhere).
 TORCH_PYTHON = os.environ.get(
@@ -219,16 +221,6 @@ class TorchWorker(object):
         return {"seconds": (time.perf_counter() - start) / steps,
                 "loss": float(loss.detach())}
 
-    def serve(self):
-        for line in iter(sys.stdin.readline, ""):
-            command = json.loads(line)
-            name = command.pop("command")
-            if name == "quit":
-                break
-            answer = getattr(self, name)(**command)
-            sys.stdout.write(json.dumps(answer) + "\n")
-            sys.stdout.flush()
-
 
 def moving_statistics(module):
     """Puts every BatchNorm2d under `module` in eval mode: normalization by
@@ -253,7 +245,7 @@ def torch_environment():
     return env
 
 
-class TorchClient(object):
+class TorchClient(PipeClient):
     """Starts the worker in the torch virtualenv and calls it."""
 
     def __init__(self, threads, python=TORCH_PYTHON):
@@ -263,29 +255,10 @@ class TorchClient(object):
                 "virtualenv with: python3 -m venv benchmarks/.torch-venv && "
                 "benchmarks/.torch-venv/bin/pip install torch==2.14.1 "
                 "torchvision==0.29.1".format(python))
-        self.process = subprocess.Popen(
+        super().__init__(
             [python, os.path.abspath(__file__), "--torch-worker",
-             "--threads", str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            env=torch_environment())
-
-    def call(self, command, **arguments):
-        arguments["command"] = command
-        self.process.stdin.write(json.dumps(arguments) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("compare_torchvision: the torch worker died "
-                               "during {!r}".format(command))
-        return json.loads(line)
-
-    def close(self):
-        self.call_quietly("quit")
-        self.process.wait(timeout=60)
-
-    def call_quietly(self, command):
-        self.process.stdin.write(json.dumps({"command": command}) + "\n")
-        self.process.stdin.flush()
+             "--threads", str(threads)], torch_environment(),
+            "compare_torchvision")
 
 
 ############################################################
@@ -530,11 +503,10 @@ def main():
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        TorchWorker(args.threads).serve()
+        serve(TorchWorker(args.threads))
         return
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, HERE)
     sys.path.insert(0, os.path.join(HERE, ".."))
     from inference import configure_threads, peak_rss_mb, random_image
     import numpy as np

@@ -55,7 +55,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +65,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
+from pipe_worker import PipeClient  # noqa: E402
+
 TORCH_PYTHON = os.environ.get(
     "MRCNN_TORCH_PYTHON", os.path.join(HERE, ".torch-venv", "bin", "python"))
 
@@ -290,30 +291,14 @@ def run_mrcnn(args, train, validation, log):
 #  torchvision's side (a worker in the torch virtualenv)
 ############################################################
 
-class TorchClient(object):
+class TorchClient(PipeClient):
     """Starts benchmarks/time_to_accuracy_torch.py and calls it."""
 
     def __init__(self, threads, python):
         from compare_torchvision import torch_environment
-        self.process = subprocess.Popen(
+        super().__init__(
             [python, os.path.join(HERE, "time_to_accuracy_torch.py"),
-             str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, env=torch_environment())
-
-    def call(self, command, **arguments):
-        arguments["command"] = command
-        self.process.stdin.write(json.dumps(arguments) + "\n")
-        self.process.stdin.flush()
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError("the torch worker died during {!r}".format(
-                command))
-        return json.loads(line)
-
-    def close(self):
-        self.process.stdin.write(json.dumps({"command": "quit"}) + "\n")
-        self.process.stdin.flush()
-        self.process.wait(timeout=60)
+             str(threads)], torch_environment())
 
 
 def write_torch_inputs(samples, validation, work_dir):

@@ -26,12 +26,13 @@ README.md and train.py, and the model builders' docstrings):
 * no gradient clipping.
 """
 
-import json
 import os
 import sys
 import time
 
 import numpy as np
+
+from pipe_worker import serve
 
 # train.py's schedule: 26 epochs, x0.1 at 16 and 22; warm-up factor 1e-3.
 DROP_FRACTIONS = (16 / 26, 22 / 26)
@@ -155,16 +156,6 @@ class Worker(object):
         self.model.train()
         return {"files": paths}
 
-    def serve(self):
-        for line in iter(sys.stdin.readline, ""):
-            command = json.loads(line)
-            name = command.pop("command")
-            if name == "quit":
-                break
-            answer = getattr(self, name)(**command)
-            sys.stdout.write(json.dumps(answer) + "\n")
-            sys.stdout.flush()
-
 
 def hflip(image, target):
     """The image [3, H, W], its masks [N, H, W] and boxes [N, (x1, y1, x2,
@@ -177,4 +168,4 @@ def hflip(image, target):
 
 
 if __name__ == "__main__":
-    Worker(int(sys.argv[1])).serve()
+    serve(Worker(int(sys.argv[1])))
