@@ -110,13 +110,8 @@ def cmd_train(args):
                      overrides)
     augmentation = None
     if args.augment:
-        from mrcnn._imgaug_compat import import_imgaug
-        iaa = import_imgaug().augmenters
-        augmentation = iaa.SomeOf((0, 2), [
-            iaa.Fliplr(0.5), iaa.Flipud(0.5),
-            iaa.OneOf([iaa.Affine(rotate=90), iaa.Affine(rotate=180),
-                       iaa.Affine(rotate=270)]),
-            iaa.Multiply((0.8, 1.5)), iaa.GaussianBlur(sigma=(0.0, 5.0))])
+        from mrcnn.data.augment import default_augmentation
+        augmentation = default_augmentation()
     model.train(train_set, val_set,
                 learning_rate=args.lr or config.LEARNING_RATE,
                 epochs=args.epochs, layers=args.layers,

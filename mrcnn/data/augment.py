@@ -105,3 +105,20 @@ def _augment_with_imgaug(augmentation, image, mask):
                                  MASK_CHANNELS_PER_CALL)]
     new_mask = np.concatenate(blocks, axis=-1) if blocks else mask
     return new_image, new_mask.astype(bool)
+
+
+def default_augmentation():
+    """matterport's augmentation of its nucleus sample, which `mrcnn train
+    --augment` uses too (imgaug): up to two of a left-right flip, an
+    up-down flip, a quarter turn, brightness x0.8-1.5 and a blur of sigma
+    up to 5, per image."""
+    from mrcnn._imgaug_compat import import_imgaug
+    iaa = import_imgaug().augmenters
+    return iaa.SomeOf((0, 2), [
+        iaa.Fliplr(0.5),
+        iaa.Flipud(0.5),
+        iaa.OneOf([iaa.Affine(rotate=90), iaa.Affine(rotate=180),
+                   iaa.Affine(rotate=270)]),
+        iaa.Multiply((0.8, 1.5)),
+        iaa.GaussianBlur(sigma=(0.0, 5.0)),
+    ])

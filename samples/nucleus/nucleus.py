@@ -221,16 +221,10 @@ def default_dataset_dir():
 
 def augmentation():
     """matterport's nucleus augmentation (imgaug): up to two of flips,
-    a quarter turn, brightness and blur per image."""
-    from imgaug import augmenters as iaa
-    return iaa.SomeOf((0, 2), [
-        iaa.Fliplr(0.5),
-        iaa.Flipud(0.5),
-        iaa.OneOf([iaa.Affine(rotate=90), iaa.Affine(rotate=180),
-                   iaa.Affine(rotate=270)]),
-        iaa.Multiply((0.8, 1.5)),
-        iaa.GaussianBlur(sigma=(0.0, 5.0)),
-    ])
+    a quarter turn, brightness and blur per image
+    (mrcnn.data.augment.default_augmentation)."""
+    from mrcnn.data.augment import default_augmentation
+    return default_augmentation()
 
 
 def load_datasets(dataset_dir):
