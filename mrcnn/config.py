@@ -186,6 +186,15 @@ class Config(object):
     # TRAIN_BN = True, because the heads' batch statistics (sampled ROIs and
     # zero padding) differ from the ROIs they see in inference.
     HEAD_TRAIN_BN = None
+    # How slowly trained batch norm's moving statistics (the ones inference
+    # uses) follow the batch statistics: each step keeps this share of the
+    # old average. 0.99 is Keras' default and the original's. Trained from
+    # random weights the activations change faster than such an average
+    # follows (a time constant of 100 steps): the model then fits its
+    # training batches but detects nothing with the moving statistics.
+    # 0.9 (torchvision's momentum of 0.1) follows within tens of steps.
+    # Only layers that train their batch norm (TRAIN_BN, HEAD_TRAIN_BN) use it.
+    BATCH_NORM_MOMENTUM = 0.99
     # Run the mask head in training on the positive ROIs alone (the only
     # ones its loss reads; inference runs it on detections). None: where
     # the heads' batch norm is frozen, which gives the same loss and

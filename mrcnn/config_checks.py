@@ -40,7 +40,8 @@ class Rule(object):
     kind: "int", "number" (int or float, never NaN or infinite), "bool",
         "numbers" (a non-empty sequence of numbers) or "ints".
     low, high: inclusive bounds of the value (or of each entry); None for
-        no bound. low_open: the lower bound itself is excluded (> low).
+        no bound. low_open, high_open: that bound itself is excluded
+        (> low, < high).
     none_ok: None is allowed (the original lets it mean "off" or "auto").
     length: for sequences, the exact number of entries (None: any >= 1).
     words: the rule in words for error messages, when the generated ones
@@ -48,9 +49,10 @@ class Rule(object):
     """
 
     def __init__(self, kind, low=None, high=None, low_open=False,
-                 none_ok=False, length=None, words=None):
+                 none_ok=False, length=None, words=None, high_open=False):
         self.kind, self.low, self.high = kind, low, high
         self.low_open, self.none_ok, self.length = low_open, none_ok, length
+        self.high_open = high_open
         self.words = words
 
     def describe(self):
@@ -80,11 +82,12 @@ class Rule(object):
 
     def _bounds_words(self):
         if self.low is not None and self.high is not None:
-            return "in {}{}, {}]".format("(" if self.low_open else "[",
-                                         self.low, self.high)
+            return "in {}{}, {}{}".format(
+                "(" if self.low_open else "[", self.low, self.high,
+                ")" if self.high_open else "]")
         if self.low is not None:
             return "{} {}".format(">" if self.low_open else ">=", self.low)
-        return "<= {}".format(self.high)
+        return "{} {}".format("<" if self.high_open else "<=", self.high)
 
     def accepts(self, value):
         """True when value follows the rule."""
@@ -104,7 +107,9 @@ class Rule(object):
         if self.low is not None and (
                 value <= self.low if self.low_open else value < self.low):
             return False
-        return self.high is None or value <= self.high
+        if self.high is None:
+            return True
+        return value < self.high if self.high_open else value <= self.high
 
     def _sequence_ok(self, value, integer):
         if isinstance(value, (str, bytes, dict)):
@@ -172,6 +177,8 @@ RULES = dict(
                             words="in (0, 1]"),
     LEARNING_RATE=Rule("number", low=0, low_open=True),
     LEARNING_MOMENTUM=_fraction(),
+    # 1 would never update the moving statistics; 0 keeps the last batch's.
+    BATCH_NORM_MOMENTUM=Rule("number", low=0, high=1, high_open=True),
     WEIGHT_DECAY=Rule("number", low=0),
     # None: no clipping (Keras' clipnorm=None).
     GRADIENT_CLIP_NORM=Rule("number", low=0, low_open=True, none_ok=True),

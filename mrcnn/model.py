@@ -105,10 +105,12 @@ class MaskRCNN(object):
         """Builds the Mask R-CNN Keras model for the given mode."""
         if mode == "training":
             inputs, outputs = architecture.build_training_graph(config)
-            return training.MaskRCNNTrainingModel(
+            keras_model = training.MaskRCNNTrainingModel(
                 inputs=inputs, outputs=outputs,
                 loss_weights=config.LOSS_WEIGHTS,
                 weight_decay=config.WEIGHT_DECAY, name="mask_rcnn")
+            architecture.configure_batch_norm(keras_model, config)
+            return keras_model
         inputs, outputs = architecture.build_inference_graph(config)
         return keras.Model(inputs=inputs, outputs=outputs, name="mask_rcnn")
 

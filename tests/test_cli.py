@@ -361,7 +361,7 @@ def test_set_takes_the_from_scratch_settings_the_readme_recommends():
         "LEARNING_MOMENTUM=0.8", "WEIGHT_DECAY=0.0005",
         "GRADIENT_CLIP_NORM=null", "RPN_ANCHOR_SCALES=[8, 16, 32, 64, 128]",
         "RPN_NMS_THRESHOLD=0.8", "ROI_POSITIVE_RATIO=0.5",
-        "MEAN_PIXEL=[43.5, 39.6, 48.2]"])
+        "MEAN_PIXEL=[43.5, 39.6, 48.2]", "BATCH_NORM_MOMENTUM=0.9"])
     config = cli.make_config("x", 2, overrides)
     assert config.ADD_GT_TO_PROPOSALS is True
     assert config.HEAD_TRAIN_BN is False and config.TRAIN_BN is True
@@ -373,13 +373,14 @@ def test_set_takes_the_from_scratch_settings_the_readme_recommends():
     assert (config.RPN_NMS_THRESHOLD, config.ROI_POSITIVE_RATIO) == (0.8,
                                                                      0.5)
     np.testing.assert_array_equal(config.MEAN_PIXEL, [43.5, 39.6, 48.2])
+    assert config.BATCH_NORM_MOMENTUM == 0.9
     # The run config keeps the values as given: JSON, read back the same.
     assert json.loads(json.dumps(overrides)) == overrides
 
 
 @pytest.mark.parametrize("pair", [
     "ADD_GT_TO_PROPOSALS=maybe", "HEAD_TRAIN_BN=2", "LEARNING_MOMENTUM=1.5",
-    "MEAN_PIXEL=[1, 2]", "ROI_POSITIVE_RATIO=0"])
+    "MEAN_PIXEL=[1, 2]", "ROI_POSITIVE_RATIO=0", "BATCH_NORM_MOMENTUM=1"])
 def test_bad_from_scratch_settings_are_named(pair):
     with pytest.raises(cli.CliError, match=pair.split("=")[0]):
         cli.make_config("x", 2, cli.parse_overrides([pair]))

@@ -98,6 +98,8 @@ NAN = float("nan")
     ("BBOX_STD_DEV", np.array([0.1, 0.1, 0.2])),
     ("MEAN_PIXEL", np.array([123.7, NAN, 103.9])),
     ("NUM_CLASSES", True), ("POOL_SIZE", 0), ("CLASS_LOSS_GAMMA", NAN),
+    # 1 would never update the moving statistics.
+    ("BATCH_NORM_MOMENTUM", 1), ("BATCH_NORM_MOMENTUM", -0.1),
 ])
 def test_a_value_of_the_wrong_type_or_range_is_named(name, value):
     """Each of these was accepted, or failed far from the config (a NaN
@@ -121,6 +123,7 @@ def test_a_value_of_the_wrong_type_or_range_is_named(name, value):
     ("RPN_ANCHOR_SCALES", np.array([8, 16, 32, 64, 128])),
     ("RPN_ANCHOR_RATIOS", (1,)), ("MINI_MASK_SHAPE", [14, 14]),
     ("HEAD_TRAIN_BN", False), ("CPU_THREADS", None),
+    ("BATCH_NORM_MOMENTUM", 0), ("BATCH_NORM_MOMENTUM", 0.9),
 ])
 def test_values_the_original_allows_are_kept(name, value):
     config = type("Good", (Base,), {name: value})()

@@ -131,6 +131,30 @@ def build_mask_head(rois, mrcnn_feature_maps, image_meta, config):
         fold_bn=config.FOLD_BATCH_NORM)
 
 
+def configure_batch_norm(keras_model, config):
+    """Gives every batch norm layer of keras_model (nested models and the
+    heads' TimeDistributed wrappers too) the moving-average momentum
+    BATCH_NORM_MOMENTUM. Layers read it when a
+    training step is traced, so this applies to a model built but not yet
+    trained. Returns the number of layers set."""
+    count = 0
+    for layer in _all_layers(keras_model):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(config.BATCH_NORM_MOMENTUM)
+            count += 1
+    return count
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        while isinstance(layer, keras.layers.Wrapper):
+            yield layer
+            layer = layer.layer
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
 def build_inputs(config):
     """The image [batch, height, width, IMAGE_CHANNEL_COUNT] (molded) and
     image meta [batch, IMAGE_META_SIZE] inputs both graphs share."""
