@@ -219,6 +219,11 @@ class Config(object):
     # cores this process may use (affinity mask and cgroup CPU quota).
     # Applied when the first MaskRCNN is built, before TensorFlow runs.
     CPU_THREADS = None
+    # Let TensorFlow take GPU memory as it needs it instead of almost all
+    # of it at once, so that a notebook and a training run can share a
+    # GPU. None: $MRCNN_GPU_MEMORY_GROWTH=1 turns it on. Applied when the
+    # first MaskRCNN is built, before TensorFlow sets the GPUs up.
+    GPU_MEMORY_GROWTH = None
 
     def __init__(self):
         """Set values of computed attributes and check the configuration."""

@@ -93,7 +93,9 @@ class MaskRCNN(object):
         self._anchor_cache = {}
         self._detect_fn = None
         self.set_log_dir()
-        # Before the first TensorFlow op: the pools are fixed after it.
+        # Before the first TensorFlow op: the GPUs' memory and the thread
+        # pools are fixed after it.
+        runtime.configure_gpu_memory(config.GPU_MEMORY_GROWTH)
         self.threads = runtime.configure(config.CPU_THREADS)
         self.precision = runtime.resolve_precision(config.MIXED_PRECISION)
         self.strategy = distribute.select_strategy(config, distribute_strategy)

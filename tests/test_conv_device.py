@@ -86,10 +86,10 @@ def test_on_a_cpu_the_cpu_branch_runs(monkeypatch):
     monkeypatch.setenv(conv.KERNELS_ENV, "winograd")
     layer, x = _layer_and_input()
     kernel = layer.kernel.value
-    expected = winograd.conv3x3_same(x, kernel).numpy()
-    direct = tf.nn.conv2d(x, kernel, 1, "SAME").numpy()
-    assert not np.array_equal(expected, direct)  # the two are told apart
     with tf.device("/CPU:0"):
+        expected = winograd.conv3x3_same(x, kernel).numpy()
+        direct = tf.nn.conv2d(x, kernel, 1, "SAME").numpy()
+        assert not np.array_equal(expected, direct)  # told apart
         np.testing.assert_array_equal(layer(x).numpy(), expected)
         np.testing.assert_array_equal(tf.function(layer)(x).numpy(),
                                       expected)
@@ -114,7 +114,8 @@ def test_saved_model_exported_on_cpu_keeps_both(monkeypatch, tmp_path):
     plain convolution; on the CPU, loaded back, Winograd's to the bit."""
     monkeypatch.setenv(conv.KERNELS_ENV, "winograd")
     layer, x = _layer_and_input()
-    expected = winograd.conv3x3_same(x, layer.kernel.value).numpy()
+    with tf.device("/CPU:0"):
+        expected = winograd.conv3x3_same(x, layer.kernel.value).numpy()
     module = tf.Module()
     module.layer = layer
     module.serve = tf.function(
@@ -129,5 +130,13 @@ def test_saved_model_exported_on_cpu_keeps_both(monkeypatch, tmp_path):
     gpu = graph_op_types(graph_def, "GPU")
     assert "Conv2D" in gpu and not gpu & CPU_ONLY_OPS, gpu
     assert "BatchMatMulV2" in graph_op_types(graph_def, "CPU")
-    (output,) = serve(images=x).values()
+    with tf.device("/CPU:0"):
+        (output,) = serve(images=x).values()
     np.testing.assert_array_equal(output.numpy(), expected)
+    if tf.config.list_logical_devices("GPU"):  # benchmarks/gpu_check.sh
+        with tf.device("/GPU:0"):
+            (on_gpu,) = serve(images=x).values()
+            direct = tf.nn.conv2d(x, layer.kernel.value, 1, "SAME")
+        np.testing.assert_allclose(on_gpu.numpy(), direct.numpy(),
+                                   rtol=1e-5, atol=1e-4)
+        assert not np.array_equal(on_gpu.numpy(), expected)
