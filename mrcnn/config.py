@@ -210,6 +210,12 @@ class Config(object):
     # AMX, GPUs of compute capability >= 8.0), float32 elsewhere (an AVX2
     # CPU emulates bfloat16, slower than float32). See mrcnn.runtime.
     MIXED_PRECISION = None
+    # Cap log(dh) and log(dw) of the box deltas at log(1000 / 16) before
+    # exp when proposals and detections are decoded, as torchvision does
+    # (a box grows at most 62.5 times). None: on under "mixed_float16",
+    # whose heads can overflow to inf early in training (an inf delta
+    # makes a NaN box), off otherwise, which keeps the original's numbers.
+    BBOX_DELTA_CLAMP = None
     # Let each convolution apply the batch norm after it wherever that uses
     # its moving statistics (inference, TRAIN_BN False, frozen layers): the
     # same numbers to float rounding, the normalization's passes saved.
