@@ -46,8 +46,8 @@ the ops it runs differ, where that pays:
 All of this is for a CPU only, and decided where the op runs, not where
 the graph is traced: a convolution that takes one of these kernels is
 traced twice, as the CPU's choice and as Keras' own convolution, behind
-TensorFlow's device dispatch (``DeviceIndex`` and ``Case``: the index is
-the type of the device the op is placed on). A graph traced, or a
+a switch on TensorFlow's ``DeviceIndex`` op (the index of the type of the
+device the op is placed on, read when the graph runs). A graph traced, or a
 SavedModel exported, on a CPU thus runs cuDNN's convolutions when placed
 on a GPU, and XLA (which takes the default branch) compiles the plain
 convolution. A convolution whose CPU choice is the plain one anyway is
@@ -253,12 +253,31 @@ def _filter_gradient(x, dy, kh, kw, padding):
 def on_cpu_else(cpu_fn, other_fn):
     """cpu_fn() where the op runs on a CPU, other_fn() on any other device
     (a GPU) and under XLA: both are traced, and TensorFlow's DeviceIndex
-    op picks one by the device the graph is placed on, when it runs.
-    Both must return tensors of the same dtype and rank."""
+    op, placed with them, picks one when the graph runs (0 on a CPU).
+    Both must return tensors of the same dtype and rank.
+
+    A switch_case, lowered to Switch and Merge ops outside XLA, so that
+    the branch not taken costs nothing and each op is placed on its own.
+    XLA gets the plain convolution alone (it has no DeviceIndex kernel).
+    """
     import tensorflow as tf
 
-    return tf.__internal__.execute_fn_for_device(
-        {"CPU": cpu_fn}, default_fn=other_fn, name="conv_kernels_by_device")
+    if _in_xla_context():
+        return other_fn()
+    index = tf.raw_ops.DeviceIndex(device_names=["CPU"])
+    return tf.switch_case(index, [cpu_fn, other_fn],
+                          name="conv_kernels_by_device")
+
+
+def _in_xla_context():
+    """Whether the graph being traced is compiled by XLA (jit_compile)."""
+    import tensorflow as tf
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # moved: say no, DeviceIndex then tells
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
 
 
 def _winograd_from(inputs, kernel, threshold, otherwise):
