@@ -154,7 +154,18 @@ def measure(step, args):
         except Exception as error:  # reported in the JSON line, not lost
             results[name] = {"error": "{}: {}".format(
                 type(error).__name__, str(error)[:300])}
+        free_models()
     return results
+
+
+def free_models():
+    """Drops the graphs and GPU memory of the models measured so far."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def summary(paths):

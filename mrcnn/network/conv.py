@@ -257,8 +257,10 @@ def on_cpu_else(cpu_fn, other_fn):
     Both must return tensors of the same dtype and rank.
 
     A switch_case, lowered to Switch and Merge ops outside XLA, so that
-    the branch not taken costs nothing and each op is placed on its own.
-    XLA gets the plain convolution alone (it has no DeviceIndex kernel).
+    the branch not taken costs nothing and each op is placed on its own
+    (tf.__internal__.execute_fn_for_device keeps a Case op, whose
+    gradient crashed a training step on the CPU). Under XLA only the
+    plain convolution is traced, as that function does.
     """
     import tensorflow as tf
 
