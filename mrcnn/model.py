@@ -97,6 +97,7 @@ class MaskRCNN(object):
         # Before the first TensorFlow op: the GPUs' memory and the thread
         # pools are fixed after it.
         runtime.configure_gpu_memory(config.GPU_MEMORY_GROWTH)
+        runtime.warn_if_tensorflows_collide()
         self.threads = runtime.configure(config.CPU_THREADS)
         self.precision = runtime.resolve_precision(config.MIXED_PRECISION)
         self.strategy = distribute.select_strategy(config, distribute_strategy)

@@ -55,6 +55,11 @@ ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 MALLOC_ENV = "MRCNN_MALLOC_TUNING"
 GPU_MEMORY_GROWTH_ENV = "MRCNN_GPU_MEMORY_GROWTH"
+# The distributions that install the `tensorflow` import package: two of
+# them in one environment overwrite each other's files.
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu",
+                            "tensorflow-intel", "tf-nightly",
+                            "tf-nightly-cpu")
 PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
 # /proc/cpuinfo flags that decide which kernels oneDNN and TensorFlow run.
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
@@ -253,6 +258,37 @@ def gpu_memory_growth(config_value=None):
         return False
     raise ValueError("{} must be 1 or 0, got {!r}".format(
         GPU_MEMORY_GROWTH_ENV, os.environ[GPU_MEMORY_GROWTH_ENV]))
+
+
+def installed_tensorflows():
+    """The TENSORFLOW_DISTRIBUTIONS installed here (package metadata only:
+    nothing is imported)."""
+    from importlib import metadata
+
+    found = []
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def warn_if_tensorflows_collide(found=None):
+    """Warns, and returns True, when more than one distribution writes the
+    `tensorflow` package (e.g. tensorflow-cpu left beside tensorflow[and-
+    cuda]: whichever was installed last runs, perhaps without CUDA)."""
+    found = installed_tensorflows() if found is None else found
+    if len(found) < 2:
+        return False
+    logger.warning(
+        "%s are installed together and write the same tensorflow/ "
+        "package; the one installed last runs. Keep one: pip uninstall -y "
+        "%s, then pip install \"tensorflow==2.21.*\" (add [and-cuda] for "
+        "a GPU).",
+        " and ".join(found), " ".join(found))
+    return True
 
 
 def configure_gpu_memory(growth=None):

@@ -148,3 +148,24 @@ def test_pip_resolves_one_tensorflow(wheel, tmp_path, extra):
     assert names & TENSORFLOW_DISTRIBUTIONS == {"tensorflow"}
     cuda = {name for name in names if name.startswith("nvidia-cudnn")}
     assert bool(cuda) == (extra == "[gpu]"), sorted(names)
+
+
+def test_this_environment_holds_one_tensorflow():
+    """What the requirement sets above prevent, checked where the tests
+    run: one distribution writes the tensorflow package."""
+    from mrcnn import runtime
+
+    found = runtime.installed_tensorflows()
+    assert len(found) == 1, (
+        "{} are installed; keep one (pip uninstall -y {}, then "
+        "make install)".format(found, " ".join(found)))
+
+
+def test_colliding_tensorflows_are_named_in_a_warning(caplog):
+    from mrcnn import runtime
+
+    assert runtime.warn_if_tensorflows_collide(["tensorflow"]) is False
+    assert runtime.warn_if_tensorflows_collide(
+        ["tensorflow", "tensorflow-cpu"]) is True
+    assert "tensorflow and tensorflow-cpu are installed together" in caplog.text
+    assert set(runtime.TENSORFLOW_DISTRIBUTIONS) <= TENSORFLOW_DISTRIBUTIONS
