@@ -58,8 +58,9 @@ GPU_MEMORY_GROWTH_ENV = "MRCNN_GPU_MEMORY_GROWTH"
 # The distributions that install the `tensorflow` import package: two of
 # them in one environment overwrite each other's files.
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu",
-                            "tensorflow-intel", "tf-nightly",
-                            "tf-nightly-cpu")
+                            "tensorflow-intel", "tensorflow-macos",
+                            "tensorflow-aarch64", "intel-tensorflow",
+                            "tf-nightly", "tf-nightly-cpu")
 PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
 # /proc/cpuinfo flags that decide which kernels oneDNN and TensorFlow run.
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",

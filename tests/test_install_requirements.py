@@ -156,7 +156,7 @@ def test_this_environment_holds_one_tensorflow():
     from mrcnn import runtime
 
     found = runtime.installed_tensorflows()
-    assert len(found) == 1, (
+    assert len(found) <= 1, (
         "{} are installed; keep one (pip uninstall -y {}, then "
         "make install)".format(found, " ".join(found)))
 
@@ -168,4 +168,4 @@ def test_colliding_tensorflows_are_named_in_a_warning(caplog):
     assert runtime.warn_if_tensorflows_collide(
         ["tensorflow", "tensorflow-cpu"]) is True
     assert "tensorflow and tensorflow-cpu are installed together" in caplog.text
-    assert set(runtime.TENSORFLOW_DISTRIBUTIONS) <= TENSORFLOW_DISTRIBUTIONS
+    assert set(runtime.TENSORFLOW_DISTRIBUTIONS) == TENSORFLOW_DISTRIBUTIONS
