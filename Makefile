@@ -20,6 +20,11 @@ WHEEL_VENV := build/wheel-venv
 $(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml mrcnn_imgaug_hook.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	# A .venv made before the switch to `tensorflow` holds tensorflow-cpu,
+	# which writes the same tensorflow/ package: remove both, so that the
+	# line below installs one TensorFlow, whole.
+	if $(PY) -m pip show -q tensorflow-cpu 2>/dev/null; then \
+	  $(PY) -m pip uninstall -q -y tensorflow-cpu tensorflow; fi
 	# requirements-dev.txt brings albumentations (optional for users, tested
 	# here); it depends on opencv-python-headless, so one OpenCV stays.
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt

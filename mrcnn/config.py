@@ -219,6 +219,12 @@ class Config(object):
     # AMX, GPUs of compute capability >= 8.0), float32 elsewhere (an AVX2
     # CPU emulates bfloat16, slower than float32). See mrcnn.runtime.
     MIXED_PRECISION = None
+    # Cap log(dh) and log(dw) of the box deltas at log(1000 / 16) before
+    # exp when proposals and detections are decoded, as torchvision does
+    # (a box grows at most 62.5 times). None: on under "mixed_float16",
+    # whose heads can overflow to inf early in training (an inf delta
+    # makes a NaN box), off otherwise, which keeps the original's numbers.
+    BBOX_DELTA_CLAMP = None
     # Let each convolution apply the batch norm after it wherever that uses
     # its moving statistics (inference, TRAIN_BN False, frozen layers): the
     # same numbers to float rounding, the normalization's passes saved.
@@ -228,6 +234,11 @@ class Config(object):
     # cores this process may use (affinity mask and cgroup CPU quota).
     # Applied when the first MaskRCNN is built, before TensorFlow runs.
     CPU_THREADS = None
+    # Let TensorFlow take GPU memory as it needs it instead of almost all
+    # of it at once, so that a notebook and a training run can share a
+    # GPU. None: $MRCNN_GPU_MEMORY_GROWTH=1 turns it on. Applied when the
+    # first MaskRCNN is built, before TensorFlow sets the GPUs up.
+    GPU_MEMORY_GROWTH = None
 
     def __init__(self):
         """Set values of computed attributes and check the configuration."""

@@ -187,6 +187,8 @@ RULES = dict(
     TRAIN_BN=Rule("bool", none_ok=True),
     HEAD_TRAIN_BN=Rule("bool", none_ok=True),
     MASK_HEAD_POSITIVE_ROIS=Rule("bool", none_ok=True),
+    GPU_MEMORY_GROWTH=Rule("bool", none_ok=True),
+    BBOX_DELTA_CLAMP=Rule("bool", none_ok=True),
     CPU_THREADS=Rule("int", low=1, none_ok=True,
                      words="None or a positive integer"),
 )

@@ -91,9 +91,13 @@ class MaskRCNN(object):
         self.model_dir = model_dir
         self.epoch = 0
         self._anchor_cache = {}
+        self._device_anchors = inference.DeviceAnchors(self.get_anchors)
         self._detect_fn = None
         self.set_log_dir()
-        # Before the first TensorFlow op: the pools are fixed after it.
+        # Before the first TensorFlow op: the GPUs' memory and the thread
+        # pools are fixed after it.
+        runtime.configure_gpu_memory(config.GPU_MEMORY_GROWTH)
+        runtime.warn_if_tensorflows_collide()
         self.threads = runtime.configure(config.CPU_THREADS)
         self.precision = runtime.resolve_precision(config.MIXED_PRECISION)
         self.strategy = distribute.select_strategy(config, distribute_strategy)
@@ -321,7 +325,7 @@ class MaskRCNN(object):
             self._detect_fn = inference.build_detect_fn(self.keras_model)
         detections, masks = self._detect_fn(
             tf.constant(molded_images), tf.constant(image_metas),
-            tf.constant(anchors))
+            tf.convert_to_tensor(anchors))
         return detections.numpy(), masks.numpy()
 
     def detect(self, images, verbose=0):
@@ -357,12 +361,11 @@ class MaskRCNN(object):
         image_shape = inference.common_shape(molded_images)
         molded_images, image_metas = inference.pad_to_batch(
             molded_images, image_metas, batch_size)
-        anchors = inference.batch_anchors(self.get_anchors(image_shape),
-                                          batch_size)
+        anchors = self._device_anchors(image_shape, batch_size)
         if verbose:
             log("molded_images", molded_images)
             log("image_metas", image_metas)
-            log("anchors", anchors)
+            log("anchors", anchors.numpy())
         detections, mrcnn_mask = self._predict(molded_images, image_metas,
                                                anchors)
         return postprocess.detection_dicts(
@@ -409,8 +412,8 @@ class MaskRCNN(object):
             raise RuntimeError("Create the model in inference mode to detect.")
         molded_images = np.asarray(molded_images, dtype=np.float32)
         image_metas = np.asarray(image_metas, dtype=np.float32)
-        anchors = inference.batch_anchors(
-            self.get_anchors(molded_images[0].shape), len(molded_images))
+        anchors = self._device_anchors(molded_images[0].shape,
+                                       len(molded_images))
         detections, mrcnn_mask = self._predict(molded_images, image_metas,
                                                anchors)
         # Results in molded pixels: the whole molded image is the window.

@@ -23,6 +23,15 @@ Two choices decide most of a CPU's speed, and both are made here, once:
   twentieth of the page faults. ``prefer_onednn`` (run when ``mrcnn`` is
   imported) sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless it is set already or
   TensorFlow was imported first (it reads the variable once, on import).
+* GPU memory. TensorFlow takes almost all of a GPU's memory when it
+  first sets the GPU up, so a second process (a notebook beside a
+  training run) finds none left. ``configure_gpu_memory`` turns on memory
+  growth (allocate as needed) when ``Config.GPU_MEMORY_GROWTH`` or
+  ``$MRCNN_GPU_MEMORY_GROWTH=1`` asks for it. It must run before
+  TensorFlow sets the GPUs up (its first op, or the first listing of
+  logical devices): ``MaskRCNN`` calls it first thing, and no mrcnn
+  module sets the devices up when imported or while a model is built
+  before it.
 * Precision. bfloat16 pays only where the hardware computes it: CPUs with
   AVX512_BF16 or AMX-BF16, GPUs of compute capability 8.0 (Ampere) and
   later. On an AVX2-only CPU TensorFlow runs bfloat16 ops in emulation,
@@ -45,6 +54,13 @@ THREADS_ENV = "MRCNN_CPU_THREADS"
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 ONEDNN_ISA_ENV = "ONEDNN_MAX_CPU_ISA"
 MALLOC_ENV = "MRCNN_MALLOC_TUNING"
+GPU_MEMORY_GROWTH_ENV = "MRCNN_GPU_MEMORY_GROWTH"
+# The distributions that install the `tensorflow` import package: two of
+# them in one environment overwrite each other's files.
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-gpu",
+                            "tensorflow-intel", "tensorflow-macos",
+                            "tensorflow-aarch64", "intel-tensorflow",
+                            "tf-nightly", "tf-nightly-cpu")
 PRECISIONS = (None, "auto", "mixed_float16", "mixed_bfloat16")
 # /proc/cpuinfo flags that decide which kernels oneDNN and TensorFlow run.
 REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
@@ -228,6 +244,79 @@ def configure(threads=None):
     thread count in effect."""
     configure_allocator()
     return configure_threads(threads)
+
+
+def gpu_memory_growth(config_value=None):
+    """Whether to turn on GPU memory growth: Config.GPU_MEMORY_GROWTH if
+    True or False, else $MRCNN_GPU_MEMORY_GROWTH ("1"/"true" on, ""/"0"/
+    "false" or unset off)."""
+    if config_value is not None:
+        return bool(config_value)
+    value = os.environ.get(GPU_MEMORY_GROWTH_ENV, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("{} must be 1 or 0, got {!r}".format(
+        GPU_MEMORY_GROWTH_ENV, os.environ[GPU_MEMORY_GROWTH_ENV]))
+
+
+def installed_tensorflows():
+    """The TENSORFLOW_DISTRIBUTIONS installed here (package metadata only:
+    nothing is imported)."""
+    from importlib import metadata
+
+    found = []
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+def warn_if_tensorflows_collide(found=None):
+    """Warns, and returns True, when more than one distribution writes the
+    `tensorflow` package (e.g. tensorflow-cpu left beside tensorflow[and-
+    cuda]: whichever was installed last runs, perhaps without CUDA)."""
+    found = installed_tensorflows() if found is None else found
+    if len(found) < 2:
+        return False
+    logger.warning(
+        "%s are installed together and write the same tensorflow/ "
+        "package; the one installed last runs. Keep one: pip uninstall -y "
+        "%s, then pip install \"tensorflow==2.21.*\" (add [and-cuda] for "
+        "a GPU).",
+        " and ".join(found), " ".join(found))
+    return True
+
+
+def configure_gpu_memory(growth=None):
+    """Turns on memory growth for every GPU when gpu_memory_growth(growth)
+    says so; returns the number of GPUs it applies to.
+
+    Physical devices are listed (that sets nothing up); if TensorFlow has
+    already set a GPU up without growth, a warning says what to do, and
+    the GPU keeps its memory.
+    """
+    if not gpu_memory_growth(growth):
+        return 0
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            if not tf.config.experimental.get_memory_growth(gpu):
+                logger.warning(
+                    "TensorFlow already set up %s without memory growth; "
+                    "set Config.GPU_MEMORY_GROWTH or $%s before the first "
+                    "TensorFlow op (or $TF_FORCE_GPU_ALLOW_GROWTH=true "
+                    "before the process starts).", gpu.name,
+                    GPU_MEMORY_GROWTH_ENV)
+    return len(gpus)
 
 
 ############################################################

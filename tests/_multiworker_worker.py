@@ -7,6 +7,9 @@ must be created before TensorFlow runs any op. The tests launch
     python tests/_multiworker_worker.py mirrored OUT.npz
         one step on one device and one step under MirroredStrategy over two
         logical CPUs, from the same weights on the same batch;
+    python tests/_multiworker_worker.py mirrored16 OUT.npz
+        the same under mixed_float16, through the LossScaleOptimizer (its
+        initial scale LOSS_SCALE, so that the first step is applied);
     python tests/_multiworker_worker.py worker OUT_DIR     (TF_CONFIG set)
         one worker of a MultiWorkerMirroredStrategy cluster training a few
         steps with MaskRCNN.train;
@@ -31,6 +34,9 @@ from mrcnn import model as modellib  # noqa: E402
 from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
 
 LEARNING_RATE = 0.01
+# Small enough that the first float16 step's scaled gradients stay finite
+# (Keras starts at 2 ** 15 and skips steps until the scale fits).
+LOSS_SCALE = 2.0 ** 6
 STRIDES = (4, 8, 16, 32, 64)
 
 
@@ -85,10 +91,11 @@ class DistConfig(ShapesConfig):
     VALIDATION_STEPS = 1
 
 
-def dist_config(images_per_gpu, gpu_count):
+def dist_config(images_per_gpu, gpu_count, precision=None):
     config_class = type("DistConfig{}x{}".format(images_per_gpu, gpu_count),
                         (DistConfig,), {"IMAGES_PER_GPU": images_per_gpu,
-                                        "GPU_COUNT": gpu_count})
+                                        "GPU_COUNT": gpu_count,
+                                        "MIXED_PRECISION": precision})
     return config_class()
 
 
@@ -144,20 +151,26 @@ def per_replica_counts(model, probe):
 def one_fit_step(model, dataset):
     """One SGD step with Keras fit on the first batch of the feed.
 
-    Returns (losses dict, images per replica, the batch fed).
+    Returns (losses dict, images per replica, the batch fed, the loss
+    scale after the step or 0 without loss scaling).
     """
     feed = modellib.MaskRCNNDataset(dataset, model.config, shuffle=False,
                                     steps=1, seed=0)
     probe = install_batch_probe(model)
     model.set_trainable(".*", verbose=0)
     model.compile(LEARNING_RATE, model.config.LEARNING_MOMENTUM)
+    optimizer = model.keras_model.optimizer
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    if scaled:
+        optimizer.initial_scale = LOSS_SCALE  # read when it is built
     history = model.keras_model.fit(feed, epochs=1, steps_per_epoch=1,
                                     verbose=0, shuffle=False)
     losses = {k: v[-1] for k, v in history.history.items()}
-    return losses, per_replica_counts(model, probe), feed[0]
+    scale = float(optimizer.dynamic_scale.numpy()) if scaled else 0.0
+    return losses, per_replica_counts(model, probe), feed[0], scale
 
 
-def run_mirrored(out_path):
+def run_mirrored(out_path, precision=None):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -165,16 +178,18 @@ def run_mirrored(out_path):
     model_dir = os.path.join(os.path.dirname(out_path), "logs")
     dataset = twin_images_dataset(seed=5)
 
-    single = modellib.MaskRCNN("training", dist_config(2, 1), model_dir)
+    single = modellib.MaskRCNN("training", dist_config(2, 1, precision),
+                               model_dir)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    mirrored = modellib.MaskRCNN("training", dist_config(1, 2), model_dir,
-                                 distribute_strategy=strategy)
+    mirrored = modellib.MaskRCNN("training", dist_config(1, 2, precision),
+                                 model_dir, distribute_strategy=strategy)
     initial = single.keras_model.get_weights()
     mirrored.keras_model.set_weights(initial)
 
     results = {"replicas": np.array(strategy.num_replicas_in_sync)}
     for name, model in (("single", single), ("mirrored", mirrored)):
-        losses, counts, batch = one_fit_step(model, dataset)
+        losses, counts, batch, scale = one_fit_step(model, dataset)
+        results[name + "_loss_scale"] = np.array(scale)
         results[name + "_loss_names"] = np.array(sorted(losses))
         results[name + "_losses"] = np.array([losses[k] for k in
                                               sorted(losses)])
@@ -221,7 +236,10 @@ if __name__ == "__main__":
     mode, target = sys.argv[1], sys.argv[2]
     if mode == "mirrored":
         run_mirrored(target)
+    elif mode == "mirrored16":
+        run_mirrored(target, "mixed_float16")
     elif mode == "worker":
         run_worker(target)
     else:
-        sys.exit("unknown mode {!r}: use 'mirrored' or 'worker'".format(mode))
+        sys.exit("unknown mode {!r}: use 'mirrored', 'mirrored16' or "
+                 "'worker'".format(mode))

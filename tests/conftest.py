@@ -1,4 +1,5 @@
-"""Shared test set-up: quiet TensorFlow, deterministic seeds, data paths."""
+"""Shared test set-up: quiet TensorFlow, float32 without TF32 on a GPU,
+deterministic seeds, data paths."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,6 +18,15 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 from mrcnn import runtime  # noqa: E402
 
 runtime.configure()
+
+# The tolerances of the tests that compare float results (numpy twins,
+# Keras' layers, gradients, the exported graph) assume IEEE float32 math,
+# as a CPU computes it. On an Ampere or later GPU TensorFlow runs float32
+# matrix products and convolutions in TF32 (10-bit mantissas) by default;
+# the suite turns that off (no effect on a CPU; sets no device up).
+import tensorflow as tf  # noqa: E402
+
+tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
 def balloon_dir():

@@ -1,8 +1,9 @@
 """Distributed training through tf.distribute, on CPU.
 
-MirroredStrategy over two logical CPU devices and MultiWorkerMirroredStrategy
-over two local worker processes both need fresh processes (see
-tests/_multiworker_worker.py); the module starts all three at once and the
+MirroredStrategy over two logical CPU devices (in float32, and in
+mixed_float16 through the LossScaleOptimizer) and MultiWorkerMirroredStrategy
+over two local worker processes all need fresh processes (see
+tests/_multiworker_worker.py); the module starts all four at once and the
 tests check what they saved.
 """
 
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from _multiworker_worker import LEARNING_RATE, DistConfig
+from _multiworker_worker import LEARNING_RATE, LOSS_SCALE, DistConfig
+from mrcnn import runtime
 from mrcnn.training import distribute
 from mrcnn import model as modellib
 from samples.shapes.shapes import ShapesConfig
@@ -70,6 +72,12 @@ def runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("distribute")
     mirrored = start(["mirrored", str(out / "mirrored.npz")],
                      out / "mirrored.log")
+    # float16 convolutions abort under an AVX2-class oneDNN cap on an
+    # AVX-512 CPU (see tests/tiny.skip_if_16_bit_floats_cannot_run).
+    mirrored16 = None
+    if not runtime.bf16_aborts_under_isa_cap():
+        mirrored16 = start(["mirrored16", str(out / "mirrored16.npz")],
+                           out / "mirrored16.log")
     cluster = {"worker": ["127.0.0.1:{}".format(p) for p in free_ports(2)]}
     workers = [start(["worker", str(out)], out / "worker{}.log".format(i),
                      {"cluster": cluster,
@@ -79,6 +87,9 @@ def runs(tmp_path_factory):
     try:
         finish(mirrored)
         results["mirrored"] = np.load(out / "mirrored.npz")
+        if mirrored16 is not None:
+            finish(mirrored16)
+            results["mirrored16"] = np.load(out / "mirrored16.npz")
     finally:
         for worker in workers:
             finish(worker)
@@ -132,6 +143,41 @@ def test_mirrored_step_equals_single_device_step(runs):
     # Clipped variables check that replicas clip the summed gradient, as
     # one device does (clipping each replica's share differs).
     assert clipped > 0
+
+
+def flat_step(saved, prefix):
+    return np.concatenate([(w - w0).ravel() for w, w0 in zip(
+        weights(saved, prefix), weights(saved, "initial_w"))])
+
+
+def test_mirrored_float16_step_equals_single_device_step(runs):
+    """mixed_float16: each replica's gradient of its scaled loss, summed
+    over the replicas (sum_over_replicas), unscaled and checked finite by
+    the LossScaleOptimizer, clipped and applied by GlobalGradientSGD, is
+    the one-device step; and that step is the float32 one to float16's
+    precision (a gradient left scaled, or scaled twice, is not)."""
+    if "mirrored16" not in runs:
+        pytest.skip("float16 convolutions cannot run under this oneDNN cap")
+    saved, float32 = runs["mirrored16"], runs["mirrored"]
+    # Applied, not skipped: the scale stayed (no overflow) on both.
+    assert float(saved["single_loss_scale"]) == LOSS_SCALE
+    assert float(saved["mirrored_loss_scale"]) == LOSS_SCALE
+    np.testing.assert_allclose(saved["mirrored_losses"],
+                               saved["single_losses"], rtol=1e-2)
+    single, mirrored = (flat_step(saved, "single_w"),
+                        flat_step(saved, "mirrored_w"))
+    assert np.count_nonzero(single) > single.size // 2
+    np.testing.assert_allclose(mirrored, single,
+                               atol=1e-2 * np.abs(single).max())
+    # The same initial weights as the float32 run: the steps compare.
+    for w16, w32 in zip(weights(saved, "initial_w"),
+                        weights(float32, "initial_w")):
+        np.testing.assert_array_equal(w16, w32)
+    reference = flat_step(float32, "single_w")
+    cosine = single @ reference / (np.linalg.norm(single)
+                                   * np.linalg.norm(reference))
+    assert cosine > 0.99
+    assert 0.9 < np.linalg.norm(single) / np.linalg.norm(reference) < 1.1
 
 
 def test_multiworker_workers_train_in_step(runs):

@@ -122,6 +122,36 @@ def batch_anchors(anchors, count):
                                                 (count,) + anchors.shape))
 
 
+def upload_anchors(anchors):
+    """anchors (a numpy array) as a float32 tensor on TensorFlow's default
+    device: a GPU's memory where one runs the model (tf.identity copies
+    the host constant there), so that calls reuse it instead of sending
+    it again."""
+    return tf.identity(tf.constant(anchors, tf.float32))
+
+
+class DeviceAnchors:
+    """The anchors of a batch [count, A, (y1, x1, y2, x2)] normalized, as
+    a tensor on the device, made once per (molded height, width, count):
+    detect() sends only the images and their metas after the first call
+    of a shape.
+
+    anchors_for_shape: image_shape -> one image's anchors [A, 4] (numpy),
+        e.g. MaskRCNN.get_anchors.
+    """
+
+    def __init__(self, anchors_for_shape):
+        self._anchors_for_shape = anchors_for_shape
+        self._tensors = {}
+
+    def __call__(self, image_shape, count):
+        key = (int(image_shape[0]), int(image_shape[1]), int(count))
+        if key not in self._tensors:
+            self._tensors[key] = upload_anchors(batch_anchors(
+                self._anchors_for_shape(image_shape), count))
+        return self._tensors[key]
+
+
 def pad_to_batch(molded_images, image_metas, batch_size):
     """Fills a short last batch up to batch_size by repeating its first
     image. molded_images: [n, h, w, C]; image_metas: [n, META]."""

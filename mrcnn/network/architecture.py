@@ -30,6 +30,7 @@ from mrcnn.network.losses import (MRCNNBboxLoss, MRCNNClassLoss, MRCNNMaskLoss,
                                   class_loss_options)
 from mrcnn.network.rpn import ProposalLayer, build_rpn_model
 from mrcnn.network.targets import DetectionTargetLayer
+from mrcnn.structures.boxes import DELTA_CLAMP
 
 # The layers whose outputs are box coordinates or box deltas, by graph (the
 # names of the layers built below). They compute in float32 whatever the
@@ -99,6 +100,17 @@ def head_train_bn(config):
     if config.HEAD_TRAIN_BN is None:
         return config.TRAIN_BN
     return config.HEAD_TRAIN_BN
+
+
+def delta_clamp(config):
+    """The largest log(dh), log(dw) the RPN and detection layers decode:
+    DELTA_CLAMP (torchvision's log(1000 / 16)) when BBOX_DELTA_CLAMP is
+    True, or None and the model computes in float16 (MIXED_PRECISION
+    "mixed_float16"); None (no clamp, the original's numbers) otherwise."""
+    clamp = config.BBOX_DELTA_CLAMP
+    if clamp is None:
+        clamp = config.MIXED_PRECISION == "mixed_float16"
+    return DELTA_CLAMP if clamp else None
 
 
 def mask_head_on_positives(config):
@@ -257,6 +269,7 @@ def _training_proposals(config, input_image, rpn_class, rpn_bbox):
         nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT,
         rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
+        delta_clamp=delta_clamp(config),
         name=PROPOSALS)([rpn_class, rpn_bbox, anchors])
 
 
@@ -296,6 +309,7 @@ def build_inference_graph(config):
         nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT,
         rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
+        delta_clamp=delta_clamp(config),
         name=PROPOSALS)([rpn_class, rpn_bbox, input_anchors])
 
     _, mrcnn_class, mrcnn_bbox = build_heads(
@@ -305,6 +319,7 @@ def build_inference_graph(config):
         min_confidence=config.DETECTION_MIN_CONFIDENCE,
         nms_threshold=config.DETECTION_NMS_THRESHOLD,
         bbox_std_dev=list(config.BBOX_STD_DEV),
+        delta_clamp=delta_clamp(config),
         name=DETECTIONS)([rpn_rois, mrcnn_class, mrcnn_bbox,
                           input_image_meta])
     detection_boxes = DetectionBoxesLayer(name=DETECTION_BOXES)(detections)

@@ -43,10 +43,22 @@ the ops it runs differ, where that pays:
   WINOGRAD_MIN_IMAGE_PIXELS a map (oneDNN's AVX-512 kernels are as fast
   on smaller ones; the P2 conv 379 -> 266 ms).
 
-``$MRCNN_CONV_KERNELS`` = ``matmul`` (no Winograd) or ``native`` forces
-the choice, ``winograd`` takes Winograd for every 3x3 convolution it
+All of this is for a CPU only, and decided where the op runs, not where
+the graph is traced: a convolution that takes one of these kernels is
+traced twice, as the CPU's choice and as Keras' own convolution, behind
+a switch on TensorFlow's ``DeviceIndex`` op (the index of the type of the
+device the op is placed on, read when the graph runs). A graph traced, or a
+SavedModel exported, on a CPU thus runs cuDNN's convolutions when placed
+on a GPU, and XLA (which takes the default branch) compiles the plain
+convolution. A convolution whose CPU choice is the plain one anyway is
+traced once, without a dispatch. Nothing here lists the devices.
+
+``$MRCNN_CONV_KERNELS`` = ``matmul`` (no Winograd) forces the CPU's
+choice, ``winograd`` takes Winograd on a CPU for every 3x3 convolution it
 applies to, whatever the map size ("auto", the default, decides from the
-CPU flags, ``TF_ENABLE_ONEDNN_OPTS``, the oneDNN cap and the map size).
+CPU flags, ``TF_ENABLE_ONEDNN_OPTS``, the oneDNN cap and the map size);
+``native`` traces Keras' own convolutions everywhere, with no dispatch
+(what converters to other runtimes, which choose their own kernels, need).
 Graphs already traced keep the choice they were traced with.
 """
 
@@ -88,9 +100,9 @@ def kernel_choice():
 
 
 def winograd_threshold(dtype, flags=None):
-    """When a 3x3 convolution Winograd applies to takes it, as (pixels,
-    per_image): from `pixels` output pixels a map (per_image) or in the
-    whole batch; None where it never does (a GPU, a 16-bit compute dtype,
+    """When a 3x3 convolution Winograd applies to takes it on a CPU, as
+    (pixels, per_image): from `pixels` output pixels a map (per_image) or
+    in the whole batch; None where it never does (a 16-bit compute dtype,
     $MRCNN_CONV_KERNELS matmul or native)."""
     choice = kernel_choice()
     if (choice in ("matmul", "native")
@@ -98,28 +110,20 @@ def winograd_threshold(dtype, flags=None):
         return None
     if choice == "winograd":
         return 0, False
-    import tensorflow as tf
-
-    if tf.config.list_logical_devices("GPU"):
-        return None
     if matmul_kernels(flags):
         return WINOGRAD_MIN_PIXELS_AVX2, False
     return WINOGRAD_MIN_IMAGE_PIXELS, True
 
 
 def matmul_kernels(flags=None):
-    """Whether the matrix-product formulations above pay on this machine:
-    TensorFlow's convolutions are oneDNN's AVX2 code (an AVX2 CPU with
-    $TF_ENABLE_ONEDNN_OPTS=1, or an AVX-512 CPU under an AVX2-class
-    $ONEDNN_MAX_CPU_ISA) and no GPU runs the model. `flags` (a set of CPU
-    flags) replaces the probe."""
+    """Whether the matrix-product formulations above pay on this
+    machine's CPU: TensorFlow's convolutions are oneDNN's AVX2 code (an
+    AVX2 CPU with $TF_ENABLE_ONEDNN_OPTS=1, or an AVX-512 CPU under an
+    AVX2-class $ONEDNN_MAX_CPU_ISA). `flags` (a set of CPU flags)
+    replaces the probe."""
     choice = kernel_choice()
     if choice in ("matmul", "native"):
         return choice == "matmul"
-    import tensorflow as tf
-
-    if tf.config.list_logical_devices("GPU"):
-        return False
     flags = cpu_flags() if flags is None else flags
     onednn = os.environ.get(ONEDNN_ENV, "").strip().lower()
     if "avx512f" not in flags:
@@ -246,6 +250,38 @@ def _filter_gradient(x, dy, kh, kw, padding):
     return tf.reshape(tf.stack(taps), [kh, kw, channels, -1])
 
 
+def on_cpu_else(cpu_fn, other_fn):
+    """cpu_fn() where the op runs on a CPU, other_fn() on any other device
+    (a GPU) and under XLA: both are traced, and TensorFlow's DeviceIndex
+    op, placed with them, picks one when the graph runs (0 on a CPU).
+    Both must return tensors of the same dtype and rank.
+
+    A switch_case, lowered to Switch and Merge ops outside XLA, so that
+    the branch not taken costs nothing and each op is placed on its own
+    (tf.__internal__.execute_fn_for_device keeps a Case op, whose
+    gradient crashed a training step on the CPU). Under XLA only the
+    plain convolution is traced, as that function does.
+    """
+    import tensorflow as tf
+
+    if _in_xla_context():
+        return other_fn()
+    index = tf.raw_ops.DeviceIndex(device_names=["CPU"])
+    return tf.switch_case(index, [cpu_fn, other_fn],
+                          name="conv_kernels_by_device")
+
+
+def _in_xla_context():
+    """Whether the graph being traced is compiled by XLA (jit_compile)."""
+    import tensorflow as tf
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # moved: say no, DeviceIndex then tells
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph())
+
+
 def _winograd_from(inputs, kernel, threshold, otherwise):
     """winograd.conv3x3_same(inputs, kernel) where the output has at least
     threshold = (pixels, per_image) pixels, else otherwise(); decided when
@@ -275,33 +311,47 @@ class Conv2D(keras.layers.Conv2D):
         if tuple(self.dilation_rate) != (1, 1) or self.groups != 1:
             return super().convolution_op(inputs, kernel)
         kh, kw = tuple(self.kernel_size)
-        strides = tuple(self.strides)
-        spatial = tuple(inputs.shape[1:3])
-        if (self.padding == "valid" and strides == (1, 1)
-                and spatial == (kh, kw)):
+        if (self.padding == "valid" and tuple(self.strides) == (1, 1)
+                and tuple(inputs.shape[1:3]) == (kh, kw)):
+            # A matrix product on any device: a fully connected layer.
             return self._whole_input_matmul(inputs, kernel)
-        if ((kh, kw) == (3, 3) and strides == (1, 1) and self.padding == "same"
+        cpu_kernels = self._cpu_kernels(inputs, kernel)
+        if cpu_kernels is None:
+            return super().convolution_op(inputs, kernel)
+        return on_cpu_else(
+            cpu_kernels, lambda: super(Conv2D, self).convolution_op(
+                inputs, kernel))
+
+    def _cpu_kernels(self, inputs, kernel):
+        """The convolution a CPU runs, as a function of no argument; None
+        where that is Keras' own (decided when traced)."""
+        if (tuple(self.kernel_size) == (3, 3)
+                and tuple(self.strides) == (1, 1) and self.padding == "same"
                 and min(int(inputs.shape[-1]), self.filters)
                 >= WINOGRAD_MIN_CHANNELS):
             threshold = winograd_threshold(inputs.dtype)
             if threshold is not None:
-                return _winograd_from(
-                    inputs, kernel, threshold,
-                    lambda: self._other_kernels(inputs, kernel))
-        return self._other_kernels(inputs, kernel)
+                otherwise = (self._matmul_kernels(inputs, kernel)
+                             or (lambda: super(Conv2D, self).convolution_op(
+                                 inputs, kernel)))
+                return lambda: _winograd_from(inputs, kernel, threshold,
+                                              otherwise)
+        return self._matmul_kernels(inputs, kernel)
 
-    def _other_kernels(self, inputs, kernel):
-        """The convolution where Winograd is not taken."""
+    def _matmul_kernels(self, inputs, kernel):
+        """The matrix-product formulation a CPU takes where Winograd is
+        not taken, as a function of no argument; None for Keras' own."""
         kh, kw = tuple(self.kernel_size)
         strides = tuple(self.strides)
         if not matmul_kernels():
-            return super().convolution_op(inputs, kernel)
+            return None
         if (kh, kw) == (1, 1):
-            return self._pointwise_matmul(inputs, kernel, strides)
+            return lambda: self._pointwise_matmul(inputs, kernel, strides)
         if strides == (1, 1) and (self.padding == "valid" or (kh % 2
                                                               and kw % 2)):
-            return conv2d_matmul_filter_gradient(inputs, kernel, self.padding)
-        return super().convolution_op(inputs, kernel)
+            return lambda: conv2d_matmul_filter_gradient(inputs, kernel,
+                                                         self.padding)
+        return None
 
     def _whole_input_matmul(self, inputs, kernel):
         """[N, kh, kw, c] -> [N, 1, 1, filters] as [N, kh*kw*c] @ kernel."""

@@ -15,20 +15,23 @@ from mrcnn.network.box_ops import (clip_boxes_graph, decode_boxes_graph,
 
 
 def refine_detections(rois, probs, deltas, window, max_instances,
-                      min_confidence, nms_threshold, bbox_std_dev):
+                      min_confidence, nms_threshold, bbox_std_dev,
+                      delta_clamp=None):
     """Detections of one image.
 
     rois: [N, (y1, x1, y2, x2)] normalized; probs: [N, num_classes];
     deltas: [N, num_classes, (dy, dx, log(dh), log(dw))] before multiplying
     by bbox_std_dev; window: [4] normalized image area (without the
-    padding added when molding).
+    padding added when molding); delta_clamp: None or the largest
+    log(dh), log(dw) decoded (see decode_boxes_graph).
     Returns: [max_instances, (y1, x1, y2, x2, class_id, score)] float32,
     normalized boxes, best score first, zero-padded.
     """
     class_ids = tf.argmax(probs, axis=1, output_type=tf.int32)
     class_scores = tf.gather(probs, class_ids, batch_dims=1)
     class_deltas = tf.gather(deltas, class_ids, batch_dims=1)
-    boxes = decode_boxes_graph(rois, class_deltas, bbox_std_dev)
+    boxes = decode_boxes_graph(rois, class_deltas, bbox_std_dev,
+                               delta_clamp)
     boxes = clip_boxes_graph(boxes, window)
 
     # Candidates: not background and confident enough. tf.where keeps
@@ -100,7 +103,7 @@ class DetectionLayer(keras.layers.Layer):
 
     def __init__(self, max_instances=100, min_confidence=0.7,
                  nms_threshold=0.3, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 **kwargs):
+                 delta_clamp=None, **kwargs):
         # Box math and NMS stay float32 even under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -108,6 +111,10 @@ class DetectionLayer(keras.layers.Layer):
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
         self.bbox_std_dev = tuple(float(v) for v in bbox_std_dev)
+        self.delta_clamp = None if delta_clamp is None else float(delta_clamp)
+        # NonMaxSuppressionWithOverlaps has no XLA kernel: Keras' predict
+        # must not compile this layer.
+        self.supports_jit = False
         if len(self.bbox_std_dev) != 4:
             raise ValueError(
                 "DetectionLayer: bbox_std_dev needs 4 values, got {}"
@@ -120,6 +127,7 @@ class DetectionLayer(keras.layers.Layer):
             "min_confidence": self.min_confidence,
             "nms_threshold": self.nms_threshold,
             "bbox_std_dev": list(self.bbox_std_dev),
+            "delta_clamp": self.delta_clamp,
         })
         return config
 
@@ -133,7 +141,7 @@ class DetectionLayer(keras.layers.Layer):
         return tf.map_fn(
             lambda args: refine_detections(
                 *args, self.max_instances, self.min_confidence,
-                self.nms_threshold, self.bbox_std_dev),
+                self.nms_threshold, self.bbox_std_dev, self.delta_clamp),
             (rois, mrcnn_class, mrcnn_bbox, windows),
             fn_output_signature=tf.TensorSpec(
                 [self.max_instances, 6], tf.float32))

@@ -170,7 +170,8 @@ class PyramidROIAlign(keras.layers.Layer):
         if len(self.pool_shape) != 2 or min(self.pool_shape) < 1:
             raise ValueError("PyramidROIAlign: pool_shape must be two "
                              "positive ints, got {!r}".format(pool_shape))
-        # Data-dependent shapes (tf.where per level): keep it out of XLA.
+        # CropAndResize has no XLA kernel, and tf.where per level gives
+        # data-dependent shapes: Keras' predict must not compile it.
         self.supports_jit = False
 
     def call(self, inputs):

@@ -101,7 +101,8 @@ class ProposalLayer(keras.layers.Layer):
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
-                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), delta_clamp=None,
+                 **kwargs):
         # Box math and NMS stay float32 even under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -109,6 +110,9 @@ class ProposalLayer(keras.layers.Layer):
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit)
         self.rpn_bbox_std_dev = tuple(float(v) for v in rpn_bbox_std_dev)
+        self.delta_clamp = None if delta_clamp is None else float(delta_clamp)
+        # NMS ops without an XLA kernel: Keras' predict must not compile.
+        self.supports_jit = False
         if len(self.rpn_bbox_std_dev) != 4:
             raise ValueError(
                 "ProposalLayer: rpn_bbox_std_dev needs 4 values, got {}"
@@ -121,6 +125,7 @@ class ProposalLayer(keras.layers.Layer):
             "nms_threshold": self.nms_threshold,
             "pre_nms_limit": self.pre_nms_limit,
             "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
+            "delta_clamp": self.delta_clamp,
         })
         return config
 
@@ -138,7 +143,7 @@ class ProposalLayer(keras.layers.Layer):
         pre_nms_anchors = tf.gather(anchors, ix, batch_dims=1)
 
         boxes = decode_boxes_graph(pre_nms_anchors, deltas,
-                                   self.rpn_bbox_std_dev)
+                                   self.rpn_bbox_std_dev, self.delta_clamp)
         boxes = clip_boxes_graph(boxes, tf.constant([0., 0., 1., 1.]))
 
         # NMS has no batched exact kernel on CPU; map over images.
