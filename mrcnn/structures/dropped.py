@@ -152,6 +152,25 @@ def epoch_counts(dataset, reset=True):
     return _by_cause(pairs)
 
 
+def take_epoch_pairs(dataset):
+    """{(cause, image_id): instances} dropped since the last reset, then
+    reset: what a worker process of the feed hands back to its parent."""
+    with _lock:
+        record = _record(dataset)
+        pairs = dict(record.epoch)
+        record.epoch.clear()
+    return pairs
+
+
+def add_epoch_pairs(dataset, pairs):
+    """Adds take_epoch_pairs() of a worker process to this epoch's counts
+    (the worker warned about them already)."""
+    with _lock:
+        record = _record(dataset)
+        record.epoch.update(pairs)
+        record.warned.update((image_id, cause) for cause, image_id in pairs)
+
+
 def _by_cause(pairs):
     """{(cause, image_id): instances} -> {cause: (instances, images)}."""
     counts = {}
