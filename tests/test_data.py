@@ -713,3 +713,42 @@ def test_load_image_gt_on_balloon(balloon_path):
     assert np.all(bbox[:, 2:] <= window[2:])
     assert mask.shape == (14, 14, len(class_ids))
     assert mask.any(axis=(0, 1)).all()
+
+
+# ------------------------------------------------- fast mask paths, exact
+
+def test_resize_mask_equals_scipy_zoom_pixel_for_pixel():
+    import scipy.ndimage
+    from mrcnn.structures.resizing import resize_mask
+    rng = np.random.default_rng(21)
+    for height, width, scale in [(24, 32, 2.0), (480, 640, 1.6),
+                                 (683, 1024, 1.0 / 1.0), (768, 1024, 0.5),
+                                 (1365, 2048, 0.5), (37, 91, 1024 / 91),
+                                 (7, 5, 0.77), (600, 800, 1024 / 800)]:
+        mask = rng.random((height, width, 3)) < 0.3
+        if scale == 1:
+            continue
+        expected = scipy.ndimage.zoom(mask.astype(np.float32),
+                                      [scale, scale, 1], order=0) > 0.5
+        got = resize_mask(mask, scale, [(0, 0), (0, 0), (0, 0)])
+        assert got.dtype == bool
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_extract_bboxes_and_drop_empty_match_brute_force():
+    from mrcnn.structures import dropped
+    rng = np.random.default_rng(22)
+    mask = np.zeros((75, 41, 6), bool)
+    for i in range(5):
+        mask[rng.integers(0, 75, 9), rng.integers(0, 41, 9), i] = True
+    expected = []
+    for i in range(6):
+        ys, xs = np.nonzero(mask[..., i])
+        expected.append([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
+                        if len(ys) else [0, 0, 0, 0])
+    np.testing.assert_array_equal(utils.extract_bboxes(mask), expected)
+    dataset = RectanglesDataset(random_specs(1, seed=0))
+    kept, ids = dropped.drop_empty(dataset, 0, mask, np.arange(6),
+                                   "empty_after_augmentation")
+    np.testing.assert_array_equal(ids, np.arange(5))
+    np.testing.assert_array_equal(kept, mask[..., :5])

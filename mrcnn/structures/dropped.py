@@ -135,7 +135,9 @@ def drop_empty(dataset, image_id, mask, class_ids, cause):
     mask: [H, W, N] bool; class_ids: [N]. Returns (mask, class_ids) of the
     instances left.
     """
-    present = np.asarray(mask).any(axis=(0, 1))
+    # Rows first: numpy reduces the first axis many times faster than the
+    # middle one (see boxes._any_along_width).
+    present = np.asarray(mask).any(axis=0).any(axis=0)
     if present.all():
         return mask, class_ids
     report(dataset, image_id, cause, int((~present).sum()), len(present))

@@ -176,14 +176,40 @@ def resize_mask(mask, scale, padding, crop=None):
     Returns: the resized masks, same dtype as the input (bool stays bool).
     """
     mask = np.asarray(mask)
-    if scale != 1:
+    if scale != 1 and mask.dtype == bool:
+        mask = _nearest_zoom(mask, scale)
+    elif scale != 1:
         # zoom the masks as float: nearest neighbour (order=0) keeps them
         # binary, and scipy/skimage refuse to interpolate bool arrays.
         zoomed = scipy.ndimage.zoom(mask.astype(np.float32),
                                     zoom=[scale, scale, 1], order=0)
-        mask = (zoomed > 0.5) if mask.dtype == bool else zoomed.astype(
-            mask.dtype)
+        mask = zoomed.astype(mask.dtype)
     if crop is not None:
         y, x, h, w = crop
         return mask[y:y + h, x:x + w]
     return np.pad(mask, padding, mode="constant", constant_values=0)
+
+
+def _nearest_zoom(mask, scale):
+    """scipy.ndimage.zoom(mask, [scale, scale, 1], order=0), pixel for
+    pixel, for bool masks [H, W, N], without the float copy of every mask.
+
+    Nearest-neighbour zooming picks, for each output row, one input row,
+    and for each output column one input column, independently: zooming
+    the row and column numbers themselves gives those picks exactly as
+    scipy makes them. Numbered from 1, so that the 0 scipy fills in where
+    rounding puts the last row or column a hair past the edge (its
+    'constant' mode) stays recognisable: those rows and columns are empty
+    in scipy's result, and in this one.
+    """
+    picks = []
+    for size in mask.shape[:2]:
+        numbers = np.arange(1, size + 1, dtype=np.float64)
+        picks.append(np.rint(scipy.ndimage.zoom(numbers, scale, order=0))
+                     .astype(np.intp) - 1)
+    rows, cols = picks
+    zoomed = mask[np.maximum(rows, 0)[:, np.newaxis],
+                  np.maximum(cols, 0)[np.newaxis, :]]
+    zoomed[rows < 0] = False
+    zoomed[:, cols < 0] = False
+    return zoomed
