@@ -2,6 +2,7 @@
 batches as in one process, errors that name the image, logs in the
 parent, no process left behind, SIGTERM handling unchanged."""
 import logging
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,23 +22,22 @@ END_TIMEOUT = 60  # s for a killed process's workers to end
 
 
 class FlakyDataset(RectanglesDataset):
-    """Rectangles whose image `broken` cannot be read, and whose image 0
-    has no instances (the feed skips it)."""
-
-    broken = None
+    """Rectangles whose image 8 cannot be read, whose image 10 ends the
+    worker process that loads it (as the kernel's OOM killer would), and
+    whose image 0 has no instances (the feed skips it)."""
 
     def load_image(self, image_id):
-        if image_id == self.broken:
+        if image_id == 8:
             raise OSError("truncated file")
+        if image_id == 10 and multiprocessing.parent_process() is not None:
+            os._exit(3)
         return super().load_image(image_id)
 
 
 def flaky_dataset():
-    specs = random_specs(9, seed=11)
+    specs = random_specs(11, seed=11)
     specs[0] = (64, 64, [])
-    dataset = FlakyDataset(specs)
-    dataset.broken = 8
-    return dataset
+    return FlakyDataset(specs)
 
 
 def imgaug_augmentation():
@@ -62,7 +62,8 @@ def feeds():
 
 
 def good_batches(feed):
-    """Batches 0..3 (image 8, the broken one, is in batch 4)."""
+    """Batches 0..3 (images 8 and 10, the broken ones, are in batches 4
+    and 5)."""
     return [feed[i] for i in range(4)]
 
 
@@ -93,6 +94,14 @@ def test_worker_error_names_the_image_and_the_pool_goes_on(feeds):
         there[4]
     assert there.image_ids_of_batch(1) is not None
     there[1]  # the workers still serve
+
+
+def test_a_worker_that_dies_stops_the_batch_and_new_ones_start(feeds):
+    _, there = feeds
+    with pytest.raises(workers.FeedWorkerError,
+                       match=r"ended while building batch 5 from image 10 "):
+        there[5]
+    there[1]  # on new workers
 
 
 def test_close_ends_the_workers(feeds):

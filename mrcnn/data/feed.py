@@ -7,7 +7,7 @@ by spawned worker processes (``use_multiprocessing=True``,
 mrcnn.data.workers) with the same result.
 """
 
-import concurrent.futures
+from concurrent.futures.process import BrokenProcessPool
 import logging
 import math
 import threading
@@ -321,10 +321,14 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         while True:
             try:
                 result, rng, records, drops = task.result()
-            except concurrent.futures.process.BrokenProcessPool as error:
+            except BrokenProcessPool as error:
+                self.close()  # the next batch starts new workers
                 raise workers.FeedWorkerError(
                     "A data worker process ended while building batch {} "
-                    "(killed, or out of memory?)".format(idx)) from error
+                    "from {} on (killed, or out of memory?)".format(
+                        idx, describe_image(self.dataset,
+                                            order[position % len(order)]))
+                ) from error
             workers.merge_logs(records)
             if drops:
                 dropped.add_epoch_pairs(self.dataset, drops)
