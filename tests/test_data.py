@@ -752,3 +752,41 @@ def test_extract_bboxes_and_drop_empty_match_brute_force():
                                    "empty_after_augmentation")
     np.testing.assert_array_equal(ids, np.arange(5))
     np.testing.assert_array_equal(kept, mask[..., :5])
+
+
+def test_fast_resize_is_within_one_level_of_skimage():
+    import cv2
+    from mrcnn.structures.resizing import bilinear_like_skimage, resize
+    rng = np.random.default_rng(23)
+    for case in range(24):
+        height, width = (int(v) for v in rng.integers(3, 300, 2))
+        scale = rng.uniform(0.3, 3.5)
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+        coarse = rng.integers(0, 256, (height // 6 + 1, width // 6 + 1, 3),
+                              dtype=np.uint8)
+        # Flat blocks (hard edges) and smooth gradients; some images do
+        # not reach 0 or 255 (scikit-image clips to the input's range).
+        image = cv2.resize(coarse, (width, height), interpolation=(
+            cv2.INTER_NEAREST if case % 2 else cv2.INTER_CUBIC))
+        if case % 3 == 0:
+            image = image // 3 + 40
+        expected = resize(image, shape, preserve_range=True).astype(np.uint8)
+        got = bilinear_like_skimage(image, shape)
+        assert got.shape == expected.shape and got.dtype == np.uint8
+        difference = np.abs(got.astype(int) - expected)
+        assert difference.max() <= 1, (case, height, width, shape)
+        assert difference.mean() <= 0.05, (case, height, width, shape)
+
+
+def test_load_image_gt_resizes_fast_and_detection_as_skimage():
+    from mrcnn.structures.resizing import resize_image
+    shapes = [(1, (2, 4, 12, 14)), (2, (14, 20, 24, 31))]
+    dataset = RectanglesDataset([(23, 31, shapes)])
+    config = TinyConfig()
+    image, meta, _, _, _ = data.load_image_gt(dataset, config, 0)
+    exact, window, scale, _, _ = resize_image(
+        dataset.load_image(0), min_dim=64, max_dim=64, mode="square")
+    assert image.shape == exact.shape
+    assert np.abs(image.astype(int) - exact).max() <= 1
+    np.testing.assert_array_equal(data.parse_image_meta(meta)["window"],
+                                  window)
