@@ -29,7 +29,7 @@ STAGES = (
     ("boxes", loading, "extract_bboxes"),
     ("mini_masks", loading, "minimize_mask"),
     ("rpn_targets", feed_module, "_rpn_targets"),
-    ("mold", feed_module, "mold_image"),
+    ("mold", feed_module, "_molded_images"),
 )
 
 

@@ -613,8 +613,10 @@ def test_mask_rcnn_dataset_batch_dict():
         assert batch[key].dtype == dtype, key
     # Boxes and masks agree with load_image_gt for the image in slot 0.
     image_id = feed.image_ids_of_batch(0)[0]
-    _, _, ids, bbox, mini = data.load_image_gt(dataset, config, image_id,
-                                               use_mini_mask=True)
+    image, _, ids, bbox, mini = data.load_image_gt(
+        dataset, config, image_id, use_mini_mask=True)
+    np.testing.assert_array_equal(batch["input_image"][0],
+                                  data.mold_image(image, config))
     n = len(ids)
     np.testing.assert_array_equal(batch["input_gt_class_ids"][0, :n], ids)
     np.testing.assert_array_equal(batch["input_gt_boxes"][0, :n], bbox)
