@@ -220,10 +220,11 @@ def measure(args):
             result["images_per_s_per_core"] = round(
                 result["images_per_s"] / cores, 2)
             report["processes"][str(workers)] = result
-        if len(counts) > 1 and counts[0] == 1:
-            report["scaling_{}_vs_1".format(counts[-1])] = round(
-                report["processes"][str(counts[-1])]["images_per_s"]
-                / report["processes"]["1"]["images_per_s"], 2)
+        if 1 in counts:  # images/s of N workers over one worker's
+            one = report["processes"]["1"]["images_per_s"]
+            report["scaling_vs_1"] = {
+                str(n): round(report["processes"][str(n)]["images_per_s"]
+                              / one, 2) for n in counts if n != 1}
         if not args.no_threads:
             with _pinned(counts[-1]):
                 report["threads"] = _time_feed(
