@@ -12,6 +12,28 @@ Measure one core with::
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/data_pipeline.py
 
 Targets: rpn_targets_ms <= 25, feed_images_per_s >= 10.
+
+* whole_feed: the feed as training runs it, from files on disk: decode
+  (JPEG image, PNG instance labels), resize to 1024 px (square mode),
+  augment with imgaug (a left-right flip and an affine: scale, rotation,
+  translation), RPN targets and mini masks, molded and batched
+  (BATCH_SIZE 2) by ``MaskRCNNDataset`` with ``use_multiprocessing=True``.
+  For each count in ``--feed-workers`` the process is pinned to that many
+  cores (worker processes inherit it), the pool is started and warmed up,
+  then ``--feed-batches`` batches are taken as Keras' enqueuer takes them
+  (workers + 1 threads asking in order): ``images_per_s``, per core, wall
+  and CPU seconds (user, system; the parent and its workers). The same
+  with threads (``use_multiprocessing=False``) at the largest count is
+  the baseline. ``stage_ms``: the mean time of each stage per image, in
+  this process, one image at a time. The images are written by
+  benchmarks/feed_data.py (``--feed-images`` files of 640x480 to 1024x768
+  with ``--instances`` polygons each) into a temporary folder, or read
+  from a VIA dataset folder (``--data``, or ``$MRCNN_BENCH_DATA``; e.g.
+  the balloon set, whose train subset is used).
+
+Targets: whole_feed images_per_s >= 8 a core, and 2 workers >= 1.8x one.
+``--quick`` checks the script in a minute (few images and batches: the
+figures mean nothing).
 """
 import argparse
 import json
@@ -27,6 +49,7 @@ import numpy as np  # noqa: E402
 
 from mrcnn import data, utils  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
+import whole_feed  # noqa: E402  (benchmarks/whole_feed.py)
 
 
 class BenchConfig(Config):
@@ -91,7 +114,11 @@ def main():
                         help="passes over the images for the feed timing")
     parser.add_argument("--repeats", type=int, default=21,
                         help="runs of build_rpn_targets for the median")
+    whole_feed.add_arguments(parser)
     args = parser.parse_args()
+    if args.quick:
+        args.images, args.rounds, args.repeats = 2, 1, 3
+    load_before = [round(v, 2) for v in os.getloadavg()]
 
     config = BenchConfig()
     dataset = SyntheticDataset(args.images, instances=30)
@@ -122,7 +149,7 @@ def main():
     index_build_ms = median_ms(lambda: data._AnchorIndex(anchors), 3)
     dense_ms = median_ms(lambda: utils.compute_overlaps(anchors, boxes), 5)
 
-    print(json.dumps({
+    report = {
         "feed_images_per_s": round(images_per_s, 2),
         "feed_ms_per_image": round(1000 / images_per_s, 1),
         "rpn_targets_ms": round(rpn_ms, 2),
@@ -134,7 +161,12 @@ def main():
         "image_size": int(config.IMAGE_MAX_DIM),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cpus_allowed": len(os.sched_getaffinity(0)),
-    }))
+    }
+    report["whole_feed"] = whole_feed.measure(args)
+    report["cpu"] = whole_feed.cpu_description()
+    report["load_average_before"] = load_before
+    report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ class MaskRCNN(object):
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,
               no_augmentation_sources=None, workers=None, monitor=None,
-              patience=None):
+              patience=None, use_multiprocessing=False):
         """Trains the model.
 
         train_dataset, val_dataset: prepared Dataset objects (val may be None)
@@ -222,14 +222,20 @@ class MaskRCNN(object):
             the images (and, for the geometric ones, the masks).
         custom_callbacks: extra Keras callbacks.
         no_augmentation_sources: dataset sources not to augment.
-        workers: data-loading threads (default: one per available core, at
-            most 4).
+        workers: data-loading threads, or processes with
+            use_multiprocessing (default: one per available core, at most
+            4).
         monitor: None, "val_loss", "val_mask_ap50", "val_mask_ap",
             "val_bbox_ap50" or "val_bbox_ap": keep the best epoch's weights
             as mask_rcnn_<name>_best.weights.h5 (APs are evaluated on
             val_dataset after every epoch; see mrcnn.training.best_model).
         patience: with monitor, stop after this many epochs without
             improvement (None: never).
+        use_multiprocessing: build the batches in `workers` spawned
+            processes, which scale with cores where threads share about
+            one; the same batches either way. The datasets and the
+            augmentation must be picklable and defined in a module (not
+            in a notebook). The processes end with train().
         Returns the Keras History.
         """
         if self.mode != "training":
@@ -240,7 +246,7 @@ class MaskRCNN(object):
         layers = LAYER_REGEX.get(layers, layers)
         train_feed, val_feed = training.training_feeds(
             self.config, train_dataset, val_dataset, augmentation,
-            no_augmentation_sources, workers)
+            no_augmentation_sources, workers, use_multiprocessing)
         self.create_log_dir()  # the datasets are fine: now it is a run
         callbacks, stop_on_nan = training.fit_callbacks(
             self.log_dir, self.checkpoint_path, train_feed,
@@ -255,7 +261,8 @@ class MaskRCNN(object):
             self.precision or "float32", self.threads))
         self.set_trainable(layers)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        with termination.sigterm_stops_cleanly(self.log_dir):
+        with termination.sigterm_stops_cleanly(self.log_dir), \
+                training.closing_feeds(train_feed, val_feed):
             history = self.keras_model.fit(
                 train_feed, initial_epoch=self.epoch, epochs=epochs,
                 steps_per_epoch=self.config.STEPS_PER_EPOCH,

@@ -613,8 +613,10 @@ def test_mask_rcnn_dataset_batch_dict():
         assert batch[key].dtype == dtype, key
     # Boxes and masks agree with load_image_gt for the image in slot 0.
     image_id = feed.image_ids_of_batch(0)[0]
-    _, _, ids, bbox, mini = data.load_image_gt(dataset, config, image_id,
-                                               use_mini_mask=True)
+    image, _, ids, bbox, mini = data.load_image_gt(
+        dataset, config, image_id, use_mini_mask=True)
+    np.testing.assert_array_equal(batch["input_image"][0],
+                                  data.mold_image(image, config))
     n = len(ids)
     np.testing.assert_array_equal(batch["input_gt_class_ids"][0, :n], ids)
     np.testing.assert_array_equal(batch["input_gt_boxes"][0, :n], bbox)
@@ -713,3 +715,80 @@ def test_load_image_gt_on_balloon(balloon_path):
     assert np.all(bbox[:, 2:] <= window[2:])
     assert mask.shape == (14, 14, len(class_ids))
     assert mask.any(axis=(0, 1)).all()
+
+
+# ------------------------------------------------- fast mask paths, exact
+
+def test_resize_mask_equals_scipy_zoom_pixel_for_pixel():
+    import scipy.ndimage
+    from mrcnn.structures.resizing import resize_mask
+    rng = np.random.default_rng(21)
+    for height, width, scale in [(24, 32, 2.0), (480, 640, 1.6),
+                                 (683, 1024, 1.0 / 1.0), (768, 1024, 0.5),
+                                 (1365, 2048, 0.5), (37, 91, 1024 / 91),
+                                 (7, 5, 0.77), (600, 800, 1024 / 800)]:
+        mask = rng.random((height, width, 3)) < 0.3
+        if scale == 1:
+            continue
+        expected = scipy.ndimage.zoom(mask.astype(np.float32),
+                                      [scale, scale, 1], order=0) > 0.5
+        got = resize_mask(mask, scale, [(0, 0), (0, 0), (0, 0)])
+        assert got.dtype == bool
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_extract_bboxes_and_drop_empty_match_brute_force():
+    from mrcnn.structures import dropped
+    rng = np.random.default_rng(22)
+    mask = np.zeros((75, 41, 6), bool)
+    for i in range(5):
+        mask[rng.integers(0, 75, 9), rng.integers(0, 41, 9), i] = True
+    expected = []
+    for i in range(6):
+        ys, xs = np.nonzero(mask[..., i])
+        expected.append([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]
+                        if len(ys) else [0, 0, 0, 0])
+    np.testing.assert_array_equal(utils.extract_bboxes(mask), expected)
+    dataset = RectanglesDataset(random_specs(1, seed=0))
+    kept, ids = dropped.drop_empty(dataset, 0, mask, np.arange(6),
+                                   "empty_after_augmentation")
+    np.testing.assert_array_equal(ids, np.arange(5))
+    np.testing.assert_array_equal(kept, mask[..., :5])
+
+
+def test_fast_resize_is_within_one_level_of_skimage():
+    import cv2
+    from mrcnn.structures.resizing import bilinear_like_skimage, resize
+    rng = np.random.default_rng(23)
+    for case in range(24):
+        height, width = (int(v) for v in rng.integers(3, 300, 2))
+        scale = rng.uniform(0.3, 3.5)
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+        coarse = rng.integers(0, 256, (height // 6 + 1, width // 6 + 1, 3),
+                              dtype=np.uint8)
+        # Flat blocks (hard edges) and smooth gradients; some images do
+        # not reach 0 or 255 (scikit-image clips to the input's range).
+        image = cv2.resize(coarse, (width, height), interpolation=(
+            cv2.INTER_NEAREST if case % 2 else cv2.INTER_CUBIC))
+        if case % 3 == 0:
+            image = image // 3 + 40
+        expected = resize(image, shape, preserve_range=True).astype(np.uint8)
+        got = bilinear_like_skimage(image, shape)
+        assert got.shape == expected.shape and got.dtype == np.uint8
+        difference = np.abs(got.astype(int) - expected)
+        assert difference.max() <= 1, (case, height, width, shape)
+        assert difference.mean() <= 0.05, (case, height, width, shape)
+
+
+def test_load_image_gt_resizes_fast_and_detection_as_skimage():
+    from mrcnn.structures.resizing import resize_image
+    shapes = [(1, (2, 4, 12, 14)), (2, (14, 20, 24, 31))]
+    dataset = RectanglesDataset([(23, 31, shapes)])
+    config = TinyConfig()
+    image, meta, _, _, _ = data.load_image_gt(dataset, config, 0)
+    exact, window, scale, _, _ = resize_image(
+        dataset.load_image(0), min_dim=64, max_dim=64, mode="square")
+    assert image.shape == exact.shape
+    assert np.abs(image.astype(int) - exact).max() <= 1
+    np.testing.assert_array_equal(data.parse_image_meta(meta)["window"],
+                                  window)

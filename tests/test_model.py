@@ -227,3 +227,24 @@ def test_detect_rejects_bad_images(trained):
     with pytest.raises(RuntimeError, match="inference mode"):
         modellib.MaskRCNN.detect(
             type("M", (), {"mode": "training"})(), [np.zeros((8, 8, 3))])
+
+
+def test_training_with_worker_processes_ends_them(tmp_path):
+    import multiprocessing
+
+    import keras
+
+    seen = []
+
+    class CountWorkers(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(len(multiprocessing.active_children()))
+
+    dataset = shapes_dataset(2, seed=4)
+    model = modellib.MaskRCNN("training", TinyConfig(), str(tmp_path))
+    history = model.train(dataset, None, learning_rate=0.01, epochs=1,
+                          layers="heads", workers=2, use_multiprocessing=True,
+                          custom_callbacks=[CountWorkers()])
+    assert all(np.isfinite(v[0]) for v in history.history.values())
+    assert seen and max(seen) >= 2  # the batches came from 2 workers
+    assert not multiprocessing.active_children()  # and they ended

@@ -17,6 +17,8 @@ module a subject:
   ``generate_random_rois``, numpy twins of the detection-target layer.
 * ``feed``: ``MaskRCNNDataset`` (alias ``DataSequence``), a thread-safe
   ``keras.utils.PyDataset`` giving one dict of model inputs per batch.
+* ``workers``: the feed's spawned worker processes
+  (``use_multiprocessing=True``), ``FeedWorkerError``.
 * ``generator``: matterport's Python ``data_generator``.
 
 Log records come from the ``mrcnn.data.*`` loggers, children of

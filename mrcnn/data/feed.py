@@ -2,11 +2,15 @@
 
 ``MaskRCNNDataset`` (alias ``DataSequence``) is a thread-safe
 ``keras.utils.PyDataset`` giving one dict of model inputs per batch,
-reproducible per (epoch, batch index) given a seed.
+reproducible per (epoch, batch index) given a seed, built by threads or
+by spawned worker processes (``use_multiprocessing=True``,
+mrcnn.data.workers) with the same result.
 """
 
+from concurrent.futures.process import BrokenProcessPool
 import logging
 import math
+import threading
 
 import numpy as np
 import keras
@@ -18,8 +22,9 @@ from mrcnn.data.augment import seeded_copy
 from mrcnn.data.detection_targets import (build_detection_targets,
                                           generate_random_rois)
 from mrcnn.data.loading import describe_image, load_image_gt
-from mrcnn.data.meta import compute_backbone_shapes, mold_image
+from mrcnn.data.meta import compute_backbone_shapes
 from mrcnn.data.rpn_targets import _rpn_targets
+from mrcnn.data import workers
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +104,115 @@ def _pad_instances(samples, key, shape_tail, dtype, axis):
     return out
 
 
+# Candidate images a worker task tries for one batch slot before it hands
+# the slot back (images without instances are rare: usually one is used).
+CANDIDATES_PER_TASK = 4
+
+
+class _SampleMaker:
+    """Builds batch slots: the first image with instances among candidate
+    image ids, its sample (see _training_sample) capped at
+    MAX_GT_INSTANCES. Runs in the feed's process (threads) or, pickled,
+    in its worker processes (mrcnn.data.workers)."""
+
+    def __init__(self, dataset, config, augmentation=None, random_rois=0,
+                 no_augmentation_sources=()):
+        self.dataset = dataset
+        self.config = config
+        self.augmentation = augmentation
+        self.random_rois = int(random_rois or 0)
+        self.no_augmentation_sources = set(no_augmentation_sources or ())
+        self._setup()
+
+    def _setup(self):
+        self.anchors, self.index = _training_anchors(self.config)
+        self._warned = set()
+        self.current_image_id = None
+
+    def __getstate__(self):
+        # The anchors (8 MB at 1024 px) are rebuilt by each worker.
+        state = dict(self.__dict__)
+        for key in ("anchors", "index", "_warned", "current_image_id"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._setup()
+
+    def spawned_objects(self):
+        """What a worker process must be able to import to unpickle."""
+        return [self.dataset, self.config, self.augmentation]
+
+    def describe(self, image_id):
+        if image_id is None:
+            return "no image"
+        return describe_image(self.dataset, image_id)
+
+    def take_drop_counts(self):
+        """This process's drop counts since the last call (then reset)."""
+        return dropped.take_epoch_pairs(self.dataset)
+
+    def _augmenter_for(self, image_id, rng):
+        """A private, seeded copy of the augmenter (threads share none)."""
+        if self.augmentation is None:
+            return None
+        if self.dataset.image_info[image_id]["source"] \
+                in self.no_augmentation_sources:
+            return None
+        return seeded_copy(self.augmentation,
+                           int(rng.integers(0, 2 ** 31 - 1)))
+
+    def slot(self, candidates, rng):
+        """(offset in candidates, image_id, sample) of the first candidate
+        with instances, or None when none has any; rng is advanced."""
+        for offset, image_id in enumerate(candidates):
+            image_id = int(image_id)
+            self.current_image_id = image_id
+            sample = _training_sample(
+                self.dataset, self.config, image_id, self.anchors,
+                self.index, rng,
+                augmentation=self._augmenter_for(image_id, rng),
+                random_rois=self.random_rois)
+            if sample is not None:
+                return offset, image_id, _cap_instances(
+                    sample, self.config.MAX_GT_INSTANCES, rng,
+                    describe_image(self.dataset, image_id))
+            if image_id not in self._warned:
+                self._warned.add(image_id)
+                logger.warning("Skipping %s: it has no instances",
+                               describe_image(self.dataset, image_id))
+        return None
+
+
+class _InProcessTask:
+    """A slot built in this process when its result is asked for (the
+    feed's threads are the parallelism); the interface of a worker's
+    future."""
+
+    def __init__(self, maker, candidates, rng):
+        self._call = (maker, candidates, rng)
+
+    def result(self):
+        maker, candidates, rng = self._call
+        return maker.slot(candidates, rng), rng, [], None
+
+    def cancel(self):
+        return True
+
+
+def _molded_images(samples, config):
+    """np.stack of mold_image of each sample's image, [B, H, W, C]
+    float32, in one pass (no temporaries: this runs in the feed's main
+    process, beside its workers)."""
+    first = samples[0]["image"]
+    out = np.empty((len(samples),) + first.shape, dtype=np.float32)
+    mean = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+    for b, sample in enumerate(samples):
+        np.subtract(sample["image"], mean, out=out[b], dtype=np.float32)
+    return out
+
+
 class MaskRCNNDataset(keras.utils.PyDataset):
     """Training batches for MaskRCNN.keras_model as a Keras PyDataset.
 
@@ -112,21 +226,28 @@ class MaskRCNNDataset(keras.utils.PyDataset):
     input_rois int32 [B, random_rois, 4] (pixels).
 
     Batch idx of epoch e depends only on (seed, e, idx), so batches can be
-    built in any order by worker threads (use_multiprocessing is refused:
-    forked processes deadlock TensorFlow). Images without instances are
-    skipped (the next image is used) with a warning. on_epoch_end()
-    reshuffles.
+    built in any order, by ``workers`` threads or, with
+    ``use_multiprocessing=True``, by ``workers`` spawned processes
+    (mrcnn.data.workers; forked processes deadlock TensorFlow), and are
+    the same either way. Processes scale with cores; threads share about
+    one (decoding, resizing and augmentation hold Python's lock). The
+    dataset, config and augmentation must then be picklable and
+    importable (not defined in a notebook). Batches are prefetched
+    (``max_queue_size``). Images without instances are skipped (the next
+    image is used) with a warning. on_epoch_end() reshuffles; close()
+    ends the worker processes.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None,
                  random_rois=0, no_augmentation_sources=None, steps=None,
                  workers=1, use_multiprocessing=False, max_queue_size=10,
                  seed=None):
-        if use_multiprocessing:
-            logger.warning("MaskRCNNDataset uses threads: TensorFlow "
-                           "deadlocks in forked processes. Ignoring "
-                           "use_multiprocessing=True.")
-        super().__init__(workers=workers, use_multiprocessing=False,
+        self.process_workers = int(workers) if use_multiprocessing else 0
+        # Keras' threads only wait for the processes in that case: one
+        # more than the processes keeps each of them busy.
+        super().__init__(workers=(workers + 1 if use_multiprocessing
+                                  else workers),
+                         use_multiprocessing=False,
                          max_queue_size=max_queue_size)
         self.dataset = dataset
         self.config = config
@@ -141,11 +262,14 @@ class MaskRCNNDataset(keras.utils.PyDataset):
                              "you call dataset.prepare()?)")
         self.seed = (int(np.random.randint(0, 2 ** 31 - 1)) if seed is None
                      else int(seed))
-        self.anchors, self._index = _training_anchors(config)
+        self._maker = _SampleMaker(dataset, config, augmentation,
+                                   self.random_rois, no_augmentation_sources)
+        self.anchors = self._maker.anchors
+        self._pool = None
+        self._pool_lock = threading.Lock()
         # (epoch, image order), replaced as a whole so a worker thread never
         # mixes the epoch number of one with the order of another.
         self._epoch_state = (0, self._epoch_order(0))
-        self._warned = set()
         self._batch_image_ids = {}
 
     def _epoch_order(self, epoch):
@@ -173,36 +297,62 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         """Image ids of the last build of batch idx (None if not built)."""
         return self._batch_image_ids.get(idx)
 
-    def _augmenter_for(self, image_id, rng):
-        """A private, seeded copy of the augmenter (threads share none)."""
-        if self.augmentation is None:
+    def worker_pool(self):
+        """The pool of worker processes (started on first use), or None
+        with threads."""
+        if not self.process_workers:
             return None
-        if self.dataset.image_info[image_id]["source"] \
-                in self.no_augmentation_sources:
-            return None
-        return seeded_copy(self.augmentation,
-                           int(rng.integers(0, 2 ** 31 - 1)))
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = workers.SamplePool(self._maker,
+                                                self.process_workers)
+            return self._pool
 
-    def _next_sample(self, order, position, rng):
-        """The first image with instances from order[position] on.
+    def close(self):
+        """Ends the worker processes (a later batch starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
-        Returns (position used, image_id, sample).
-        """
-        for step in range(len(order)):
-            image_id = order[(position + step) % len(order)]
-            sample = _training_sample(
-                self.dataset, self.config, image_id, self.anchors, self._index,
-                rng, augmentation=self._augmenter_for(image_id, rng),
-                random_rois=self.random_rois)
-            if sample is not None:
-                return position + step, image_id, sample
-            if image_id not in self._warned:
-                self._warned.add(image_id)
-                logger.warning("Skipping %s: it has no instances",
-                               describe_image(self.dataset, image_id))
-        raise ValueError(
-            "MaskRCNNDataset: none of the {} images of the dataset has "
-            "instances to train on".format(len(order)))
+    def _submit(self, order, position, step, rng):
+        """Starts trying order[position + step:] (wrapping) for a slot."""
+        stop = min(step + CANDIDATES_PER_TASK, len(order))
+        candidates = np.take(order, np.arange(position + step,
+                                              position + stop), mode="wrap")
+        pool = self.worker_pool()
+        if pool is None:
+            return _InProcessTask(self._maker, candidates, rng)
+        return pool.submit(candidates, rng)
+
+    def _finish_slot(self, order, position, task, idx):
+        """Waits for a slot started at position, going on with the next
+        candidates while none has instances. Returns (position used,
+        image_id, sample)."""
+        step = 0
+        while True:
+            try:
+                result, rng, records, drops = task.result()
+            except BrokenProcessPool as error:
+                self.close()  # the next batch starts new workers
+                raise workers.FeedWorkerError(
+                    "A data worker process ended while building batch {} "
+                    "from {} on (killed, or out of memory?)".format(
+                        idx, describe_image(self.dataset,
+                                            order[position % len(order)]))
+                ) from error
+            workers.merge_logs(records)
+            if drops:
+                dropped.add_epoch_pairs(self.dataset, drops)
+            if result is not None:
+                offset, image_id, sample = result
+                return position + step + offset, image_id, sample
+            step += CANDIDATES_PER_TASK
+            if step >= len(order):
+                raise ValueError(
+                    "MaskRCNNDataset: none of the {} images of the dataset "
+                    "has instances to train on".format(len(order)))
+            task = self._submit(order, position, step, rng)
 
     def __getitem__(self, idx):
         if idx < 0:
@@ -212,17 +362,25 @@ class MaskRCNNDataset(keras.utils.PyDataset):
                 idx, len(self)))
         epoch, order = self._epoch_state
         batch_size = self.config.BATCH_SIZE
+
+        def slot_rng(slot):
+            return np.random.default_rng([self.seed, epoch, idx, slot])
+
+        # Every slot starts at once at the image it uses when no image
+        # before it is skipped; a slot after a skip starts again later.
         position = idx * batch_size
+        tasks = [self._submit(order, position + slot, 0, slot_rng(slot))
+                 for slot in range(batch_size)]
         samples, image_ids = [], []
         for slot in range(batch_size):
-            rng = np.random.default_rng([self.seed, epoch, idx, slot])
-            position, image_id, sample = self._next_sample(order, position,
-                                                           rng)
-            position += 1  # the next slot starts after the image used
-            samples.append(_cap_instances(
-                sample, self.config.MAX_GT_INSTANCES, rng,
-                describe_image(self.dataset, image_id)))
-            image_ids.append(int(image_id))
+            if idx * batch_size + slot != position:
+                tasks[slot].cancel()
+                tasks[slot] = self._submit(order, position, 0, slot_rng(slot))
+            used, image_id, sample = self._finish_slot(order, position,
+                                                       tasks[slot], idx)
+            position = used + 1  # the next slot starts after the image used
+            samples.append(sample)
+            image_ids.append(image_id)
         self._batch_image_ids[idx] = image_ids
         return self._batch_dict(samples)
 
@@ -239,8 +397,7 @@ class MaskRCNNDataset(keras.utils.PyDataset):
         max_gt = config.MAX_GT_INSTANCES
         mask_hw = list(samples[0]["gt_masks"].shape[:2])
         batch = {
-            "input_image": np.stack(
-                [mold_image(s["image"], config) for s in samples]),
+            "input_image": _molded_images(samples, config),
             "input_image_meta": np.stack(
                 [s["image_meta"] for s in samples]).astype(np.float32),
             "input_rpn_match": np.stack(

@@ -18,12 +18,12 @@ def extract_bboxes(mask):
     Returns: [num_instances, (y1, x1, y2, x2)] int32 pixel boxes with y2, x2
         one past the last pixel. An empty mask gets the box (0, 0, 0, 0).
     """
-    mask = np.asarray(mask).astype(bool)
+    mask = np.asarray(mask).astype(bool, copy=False)
     if mask.ndim != 3:
         raise ValueError("extract_bboxes expects a [height, width, "
                          "instances] mask, got shape {}".format(mask.shape))
     height, width = mask.shape[:2]
-    rows = np.any(mask, axis=1)  # [height, N]: instance present in row y
+    rows = _any_along_width(mask)  # [height, N]: instance present in row y
     cols = np.any(mask, axis=0)  # [width, N]
     present = np.any(rows, axis=0)  # [N]
     y1 = np.argmax(rows, axis=0)
@@ -33,6 +33,18 @@ def extract_bboxes(mask):
     boxes = np.stack([y1, x1, y2, x2], axis=1)
     boxes[~present] = 0
     return boxes.astype(np.int32)
+
+
+def _any_along_width(mask, block=32):
+    """np.any(mask, axis=1) of [H, W, N] masks, [H, N], several times
+    faster: numpy reduces the middle axis N values at a time, but the first
+    axis whole rows at a time, so each block of rows is turned to put W
+    first (a copy that stays in the cache) and reduced along it."""
+    out = np.empty((mask.shape[0], mask.shape[2]), dtype=bool)
+    for start in range(0, mask.shape[0], block):
+        rows = mask[start:start + block].transpose(1, 0, 2)
+        out[start:start + block] = np.ascontiguousarray(rows).any(axis=0)
+    return out
 
 
 def _safe_divide(numerator, denominator):

@@ -6,6 +6,7 @@ Each loss is tracked by name, so the progress bar, the History and
 TensorBoard all show ``rpn_class_loss`` ... ``mrcnn_mask_loss``.
 """
 
+import contextlib
 import logging
 import math
 import os
@@ -273,11 +274,15 @@ def checkpoint_template(log_dir, name):
 
 
 def training_feeds(config, train_dataset, val_dataset, augmentation=None,
-                   no_augmentation_sources=None, workers=None):
+                   no_augmentation_sources=None, workers=None,
+                   use_multiprocessing=False):
     """The MaskRCNNDataset feeds of MaskRCNN.train().
 
-    workers: data-loading threads (default: one per available core, at
-        most 4).
+    workers: data-loading threads, or processes with use_multiprocessing
+        (default: one per available core, at most 4).
+    use_multiprocessing: build batches in spawned worker processes, which
+        scale with cores (threads share about one); the datasets and the
+        augmentation must then be picklable (see MaskRCNNDataset).
     Returns (train_feed of STEPS_PER_EPOCH batches, val_feed of
     VALIDATION_STEPS batches or None without val_dataset or steps).
     Validation images are not augmented.
@@ -286,12 +291,14 @@ def training_feeds(config, train_dataset, val_dataset, augmentation=None,
     train_feed = MaskRCNNDataset(
         train_dataset, config, shuffle=True, augmentation=augmentation,
         no_augmentation_sources=no_augmentation_sources,
-        steps=config.STEPS_PER_EPOCH, workers=workers)
+        steps=config.STEPS_PER_EPOCH, workers=workers,
+        use_multiprocessing=use_multiprocessing)
     val_feed = None
     if val_dataset is not None and config.VALIDATION_STEPS:
         val_feed = MaskRCNNDataset(
             val_dataset, config, shuffle=True,
-            steps=config.VALIDATION_STEPS, workers=workers)
+            steps=config.VALIDATION_STEPS, workers=workers,
+            use_multiprocessing=use_multiprocessing)
     return train_feed, val_feed
 
 
@@ -308,3 +315,15 @@ def fit_callbacks(log_dir, checkpoint_path, train_feed, custom_callbacks=None):
         CheckpointCallback(checkpoint_path),
     ] + list(custom_callbacks or [])
     return callbacks, stop_on_nan
+
+
+@contextlib.contextmanager
+def closing_feeds(*feeds):
+    """Ends the feeds' worker processes when the block ends, however it
+    ends (the SIGTERM of mrcnn.training.termination included)."""
+    try:
+        yield
+    finally:
+        for feed in feeds:
+            if feed is not None:
+                feed.close()
