@@ -11,6 +11,7 @@ matterport weight files load by name.
 import keras
 import tensorflow as tf
 
+from mrcnn.network import nms
 from mrcnn.network.box_ops import clip_boxes_graph, decode_boxes_graph
 from mrcnn.network.conv import Conv2D
 from mrcnn.network.layer_names import RPN_MODEL
@@ -98,10 +99,14 @@ class ProposalLayer(keras.layers.Layer):
 
     Returns: [batch, proposal_count, (y1, x1, y2, x2)] normalized proposals,
     best score first, zero-padded when NMS keeps fewer than proposal_count.
+
+    builtin_ops: NMS with a fixed-size result (NonMaxSuppressionV4, the
+    TFLite built-in; the same proposals); off by default.
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
-                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), builtin_ops=False,
+                 **kwargs):
         # Box math and NMS stay float32 even under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -109,6 +114,7 @@ class ProposalLayer(keras.layers.Layer):
         self.nms_threshold = float(nms_threshold)
         self.pre_nms_limit = int(pre_nms_limit)
         self.rpn_bbox_std_dev = tuple(float(v) for v in rpn_bbox_std_dev)
+        self.builtin_ops = bool(builtin_ops)
         if len(self.rpn_bbox_std_dev) != 4:
             raise ValueError(
                 "ProposalLayer: rpn_bbox_std_dev needs 4 values, got {}"
@@ -121,6 +127,7 @@ class ProposalLayer(keras.layers.Layer):
             "nms_threshold": self.nms_threshold,
             "pre_nms_limit": self.pre_nms_limit,
             "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
+            "builtin_ops": self.builtin_ops,
         })
         return config
 
@@ -151,6 +158,11 @@ class ProposalLayer(keras.layers.Layer):
     def _nms(self, boxes, scores):
         """boxes: [N, 4] sorted by descending scores [N].
         Returns [proposal_count, 4], zero-padded."""
+        if self.builtin_ops:
+            keep, count = nms.padded_nms(boxes, scores, self.proposal_count,
+                                         self.nms_threshold)
+            real = tf.range(self.proposal_count) < count
+            return tf.where(real[:, None], tf.gather(boxes, keep), 0.0)
         keep = tf.image.non_max_suppression(
             boxes, scores, self.proposal_count, self.nms_threshold,
             name="rpn_non_max_suppression")
