@@ -40,8 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.constants import PYRAMID_STRIDE
+from mrcnn.inference import paste_graph
 from mrcnn.inference.resize_graph import resize_bilinear_like_skimage
 from mrcnn.structures.masks import MASK_THRESHOLD
+from mrcnn.structures.resizing import _resize_scale
 
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
 
@@ -72,6 +74,16 @@ def resize_scale_graph(height, width, config):
         scale = tf.where(tf.round(image_max * scale) > config.IMAGE_MAX_DIM,
                          config.IMAGE_MAX_DIM / image_max, scale)
     return scale
+
+
+def _static_scale(image_hw, config):
+    """resize_image's scale for a static (height, width), None when the
+    size is not static."""
+    if None in tuple(image_hw) or config.IMAGE_RESIZE_MODE == "none":
+        return None if None in tuple(image_hw) else 1
+    return _resize_scale(image_hw[0], image_hw[1], config.IMAGE_MIN_DIM,
+                         config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
+                         config.IMAGE_RESIZE_MODE)
 
 
 def _padding_graph(size, target, mode):
@@ -106,12 +118,17 @@ def mold_images_graph(images, config):
                          tf.int32)
     new_width = tf.cast(tf.round(tf.cast(width, tf.float64) * scale),
                         tf.int32)
-    resized = tf.cond(
+    if _static_scale(images.shape[1:3], config) == 1:
+        # A fixed input size that needs no resizing: no branch in the
+        # graph (LiteRT has no float64 arithmetic for the resize).
+        resized = images
+    else:
+        resized = tf.cond(
         tf.equal(scale, 1.0),
-        lambda: images,
-        # astype(uint8) after skimage's float resize truncates.
-        lambda: tf.cast(resize_bilinear_like_skimage(images, new_height,
-                                                     new_width), tf.uint8))
+            lambda: images,
+            # astype(uint8) after skimage's float resize truncates.
+            lambda: tf.cast(resize_bilinear_like_skimage(
+                images, new_height, new_width), tf.uint8))
     top, bottom = _padding_graph(new_height, config.IMAGE_MAX_DIM, mode)
     left, right = _padding_graph(new_width, config.IMAGE_MAX_DIM, mode)
     if mode == "square":
@@ -266,7 +283,7 @@ def _paste_mask(mask, box, image_hw):
 
 
 def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
-                            original_hw, full_masks=True):
+                            original_hw, full_masks=True, portable=False):
     """postprocess.unmold_detections for a batch, in TensorFlow.
 
     detections: float32 [N, D, (y1, x1, y2, x2, class_id, score)]
@@ -274,6 +291,8 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
     mrcnn_mask: float32 [N, D, h, w, num_classes].
     window: int32 [4] in the molded frame (the same for the whole batch).
     molded_hw, original_hw: int32 [2].
+    portable: paste the masks with paste_graph.paste_mask (float32, no
+    branches: ONNX and LiteRT) instead of skimage's resize bit for bit.
     Returns the dict of outputs described in the module docstring.
     """
     max_instances = tf.shape(detections)[1]
@@ -299,8 +318,9 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
         "mask_probs": mask_probs,
     }
     if full_masks:
+        paste = paste_graph.paste_mask if portable else _paste_mask
         flat = tf.map_fn(
-            lambda args: _paste_mask(args[0], args[1], original_hw),
+            lambda args: paste(args[0], args[1], original_hw),
             (tf.reshape(mask_probs, tf.concat([[-1], tf.shape(mask_probs)[2:]],
                                               0)),
              tf.reshape(boxes, [-1, 4])),
@@ -314,10 +334,14 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
 #  Export
 ############################################################
 
-def serving_function(model, full_masks=True):
+def serving_function(model, full_masks=True, portable=False,
+                     image_shape=None):
     """A tf.function from a uint8 image batch to the outputs above.
 
     model: a MaskRCNN in inference mode.
+    portable: masks pasted for ONNX and LiteRT (see unmold_detections_graph).
+    image_shape: (height, width) of a fixed-size input of one image (the
+        LiteRT export), or None: any batch of any size.
     """
     if model.mode != "inference":
         raise ValueError("export: build the MaskRCNN in inference mode, got "
@@ -332,7 +356,9 @@ def serving_function(model, full_masks=True):
             "export: a callable BACKBONE exports only with IMAGE_RESIZE_MODE "
             "'square' (its COMPUTE_BACKBONE_SHAPE is numpy code)")
     keras_model = model.keras_model
-    spec = tf.TensorSpec([None, None, None, config.IMAGE_CHANNEL_COUNT],
+    batch_shape = [None, None, None] if image_shape is None else (
+        [1] + [int(size) for size in image_shape])
+    spec = tf.TensorSpec(batch_shape + [config.IMAGE_CHANNEL_COUNT],
                          tf.uint8, name="images")
 
     @tf.function(input_signature=[spec], jit_compile=False)
@@ -344,9 +370,13 @@ def serving_function(model, full_masks=True):
         outputs = keras_model([molded, metas, anchors], training=False)
         detections = tf.cast(outputs[0], tf.float32)
         mrcnn_mask = tf.cast(outputs[3], tf.float32)
+        image_hw = tf.shape(images)[1:3]
+        if image_shape is not None:
+            image_hw = tf.constant(batch_shape[1:], tf.int32)
         return unmold_detections_graph(detections, mrcnn_mask, window,
-                                       molded_hw, tf.shape(images)[1:3],
-                                       full_masks=full_masks)
+                                       molded_hw, image_hw,
+                                       full_masks=full_masks,
+                                       portable=portable)
 
     return serve
 
