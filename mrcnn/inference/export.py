@@ -218,12 +218,15 @@ def _anchors_for(model, molded_height, molded_width):
 #  Unmolding: postprocess.unmold_detections
 ############################################################
 
-def _original_boxes_graph(boxes, window, molded_hw, original_hw):
+def _original_boxes_graph(boxes, window, molded_hw, original_hw,
+                          pixel_dtype=tf.float64):
     """Normalized boxes in the molded frame to int32 pixels of the original
     image, with unmold_detections' float32 / float64 steps.
 
     boxes: float32 [..., 4]. window: int32 [4]. molded_hw, original_hw:
-    int32 [2].
+    int32 [2]. pixel_dtype: of the last product (float32 for LiteRT, which
+    has no float64 arithmetic: a box edge may then round to the
+    neighbouring pixel).
     """
     molded = tf.cast(molded_hw, tf.float64)
     norm_scale = tf.stack([molded[0] - 1, molded[1] - 1,
@@ -237,8 +240,9 @@ def _original_boxes_graph(boxes, window, molded_hw, original_hw):
     original = tf.cast(original_hw, tf.float64)
     denorm_scale = tf.stack([original[0] - 1, original[1] - 1,
                              original[0] - 1, original[1] - 1])
-    return tf.cast(tf.round(tf.cast(boxes, tf.float64) * denorm_scale
-                            + shift), tf.int32)
+    return tf.cast(tf.round(
+        tf.cast(boxes, pixel_dtype) * tf.cast(denorm_scale, pixel_dtype)
+        + tf.cast(shift, pixel_dtype)), tf.int32)
 
 
 def _valid_first(valid, *tensors):
@@ -298,8 +302,9 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
     max_instances = tf.shape(detections)[1]
     class_ids = tf.cast(detections[..., 4], tf.int32)
     scores = detections[..., 5]
-    boxes = _original_boxes_graph(detections[..., :4], window, molded_hw,
-                                  original_hw)
+    boxes = _original_boxes_graph(
+        detections[..., :4], window, molded_hw, original_hw,
+        pixel_dtype=tf.float32 if portable else tf.float64)
     # Detections end at the first class 0 row; boxes with no area are
     # dropped (both as in unmold_detections).
     before_padding = tf.cumsum(tf.cast(tf.equal(class_ids, 0), tf.int32),
@@ -319,12 +324,17 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
     }
     if full_masks:
         paste = paste_graph.paste_mask if portable else _paste_mask
+        # Static shapes where known: LiteRT's loops need them.
+        static_hw = tf.get_static_value(original_hw)
+        mask_shape = [-1 if size is None else size
+                      for size in mask_probs.shape[2:]]
         flat = tf.map_fn(
             lambda args: paste(args[0], args[1], original_hw),
-            (tf.reshape(mask_probs, tf.concat([[-1], tf.shape(mask_probs)[2:]],
-                                              0)),
+            (tf.reshape(mask_probs, [-1] + mask_shape),
              tf.reshape(boxes, [-1, 4])),
-            fn_output_signature=tf.TensorSpec([None, None], tf.bool))
+            fn_output_signature=tf.TensorSpec(
+                [None, None] if static_hw is None else list(static_hw),
+                tf.bool))
         outputs["masks"] = tf.cast(tf.reshape(flat, tf.concat(
             [[-1, max_instances], original_hw], 0)), tf.uint8)
     return outputs

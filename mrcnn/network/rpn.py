@@ -159,10 +159,15 @@ class ProposalLayer(keras.layers.Layer):
         """boxes: [N, 4] sorted by descending scores [N].
         Returns [proposal_count, 4], zero-padded."""
         if self.builtin_ops:
-            keep, count = nms.padded_nms(boxes, scores, self.proposal_count,
+            # The same proposals in ops every runtime has (see nms).
+            keep, count = nms.sorted_nms(boxes, self.proposal_count,
                                          self.nms_threshold)
-            real = tf.range(self.proposal_count) < count
-            return tf.where(real[:, None], tf.gather(boxes, keep), 0.0)
+            proposals = tf.gather(boxes, keep)
+            real = tf.range(tf.shape(keep)[0]) < count
+            proposals = tf.where(real[:, None], proposals, 0.0)
+            padding = self.proposal_count - tf.shape(proposals)[0]
+            return tf.reshape(tf.pad(proposals, [(0, padding), (0, 0)]),
+                              [self.proposal_count, 4])
         keep = tf.image.non_max_suppression(
             boxes, scores, self.proposal_count, self.nms_threshold,
             name="rpn_non_max_suppression")
