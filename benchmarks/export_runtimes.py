@@ -8,7 +8,7 @@ like_a_trained_model), --threads threads everywhere (TensorFlow through
 MRCNN_CPU_THREADS, onnxruntime intra_op_num_threads, LiteRT num_threads,
 torch.set_num_threads). Each exported file runs in a process of its own
 that imports neither TensorFlow nor mrcnn; its peak resident memory is
-that process's (ru_maxrss). detect()'s peak is this process's before any
+that process's (VmHWM). detect()'s peak is this process's before any
 export.
 
 The line holds, for detect() and each runtime: the median time of
@@ -79,6 +79,15 @@ def run_exported(kind, path, image_path, threads, rounds, out_path):
 
 
 def peak_rss_mb():
+    """This process's peak resident memory (VmHWM: reset by exec, unlike
+    ru_maxrss, which a worker would inherit from the driver)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
