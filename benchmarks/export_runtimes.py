@@ -196,6 +196,7 @@ def run_worker(kind, path, image_path, args, out_path):
 def main_driver(args):
     import numpy as np
 
+    load_before = os.getloadavg()
     os.environ.setdefault("MRCNN_CPU_THREADS", str(args.threads))
     work = tempfile.mkdtemp(prefix="export_runtimes_")
     model = build_model(args, os.path.join(work, "logs"))
@@ -206,6 +207,8 @@ def main_driver(args):
     np.save(image_path, image)
     expected, detect_ms = time_detect(model, image, args.rounds)
     report = {"benchmark": "export_runtimes", "tiny": args.tiny,
+              "date": time.strftime("%Y-%m-%d"),
+              "load_average_before": load_before,
               "image_size": size, "threads": args.threads,
               "cpu": platform.processor() or platform.machine(),
               "detect_ms": detect_ms, "detect_peak_rss_mb": peak_rss_mb(),
@@ -226,6 +229,7 @@ def main_driver(args):
         (actual,) = export.results_from_serving(outputs)
         entry.update(agreement(expected, actual))
         report[name] = entry
+    report["load_average_after"] = os.getloadavg()
     print(json.dumps(report))
 
 
