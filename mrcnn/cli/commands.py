@@ -363,7 +363,8 @@ def cmd_export(args):
         if args.format == "tflite" else {}
     model.export(args.out, format=args.format, class_names=class_names,
                  full_masks=not args.no_full_masks, **options)
-    print("{} written: {}".format(args.format, args.out))
+    print(json.dumps({"format": args.format, "path": args.out,
+                      "class_names": class_names}))
     return 0
 
 
