@@ -201,3 +201,12 @@ def test_export_refuses_an_unknown_format(exported):
     model = exported[0]
     with pytest.raises(ValueError, match="format"):
         model.export("x.bin", format="coreml")
+
+
+def test_export_refuses_a_16_bit_model():
+    """The converters take float32 graphs: a mixed-precision model is
+    refused with what to do (mrcnn export builds it in float32)."""
+    bf16 = type("Model", (), {"precision": "mixed_bfloat16",
+                              "config": ExportConfig()})()
+    with pytest.raises(ValueError, match="MIXED_PRECISION = None"):
+        export_portable.check_float32(bf16, "onnx")

@@ -357,7 +357,10 @@ def _add_train_parser(sub):
 def cmd_export(args):
     """`mrcnn export`: writes the model of --weights as a SavedModel
     folder, an .onnx or a .tflite file (mrcnn.model.MaskRCNN.export)."""
-    model, class_names = inference_model(args)
+    info = model_classes(args)
+    # The converters take float32 graphs, whatever the run trained in.
+    info["overrides"]["MIXED_PRECISION"] = None
+    model, class_names = inference_model(args, info)
     size = args.image_size and [int(v) for v in args.image_size.split(",")]
     options = {"weights": args.tflite_weights, "image_shape": size} \
         if args.format == "tflite" else {}

@@ -34,8 +34,8 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
 from mrcnn.inference.export import serving_function
-from mrcnn.inference.export_portable import (METADATA_KEY, metadata,
-                                             portable_graph, require)
+from mrcnn.inference.export_portable import (
+    METADATA_KEY, check_float32, metadata, portable_graph, require)
 
 WEIGHT_TYPES = ("float32", "float16", "int8")
 
@@ -74,6 +74,7 @@ def litert_flatbuffer(model, image_shape=None, full_masks=True,
     if weights not in WEIGHT_TYPES:
         raise ValueError("export to tflite: weights must be one of {}, got "
                          "{!r}".format(WEIGHT_TYPES, weights))
+    check_float32(model, "tflite")
     image_shape = tuple(image_shape or _molded_shape(model.config))
     serve = serving_function(model, full_masks=full_masks, portable=True,
                              image_shape=image_shape)

@@ -23,8 +23,8 @@ import json
 import tensorflow as tf
 
 from mrcnn.inference.export import serving_function
-from mrcnn.inference.export_portable import (METADATA_KEY, metadata,
-                                             portable_graph, require)
+from mrcnn.inference.export_portable import (
+    METADATA_KEY, check_float32, metadata, portable_graph, require)
 
 # ONNX operator set: 17 has every op the graph needs and runs on the
 # onnxruntime releases of the last years.
@@ -36,6 +36,7 @@ def onnx_model(model, full_masks=True, class_names=None,
     """The ONNX ModelProto of `model` (a MaskRCNN in inference mode), its
     metadata included; checked by onnx's checker (an op that ONNX lacks
     fails here, not in the runtime)."""
+    check_float32(model, "onnx")
     tf2onnx = require("tf2onnx", "export to ONNX")
     onnx = require("onnx", "export to ONNX")
     serve = serving_function(model, full_masks=full_masks, portable=True)

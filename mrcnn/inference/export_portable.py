@@ -53,6 +53,17 @@ def _portable_layers(keras_model):
     return found
 
 
+def check_float32(model, export_format):
+    """ValueError unless `model` (a MaskRCNN) computes in float32."""
+    if model.precision not in (None, "float32"):
+        raise ValueError(
+            "export to {}: the model computes in {} (MIXED_PRECISION {!r}); "
+            "build the inference model with MIXED_PRECISION = None to export "
+            "it (TFLite stores float16 weights with weights='float16')"
+            .format(export_format, model.precision,
+                    model.config.MIXED_PRECISION))
+
+
 @contextlib.contextmanager
 def portable_graph(keras_model):
     """While tracing inside this block, keras_model runs in ops that ONNX
