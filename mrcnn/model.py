@@ -196,33 +196,12 @@ class MaskRCNN(object):
 
     def export(self, path, format="saved_model", full_masks=True,
                class_names=None, **options):
-        """Writes the model for serving: uint8 images in; boxes in the
-        image's pixels, class ids, scores, mask probabilities and (with
-        full_masks) image-size masks out, molding and unmolding inside.
-
-        format: "saved_model" (a folder, mrcnn.inference.export), "onnx"
-            (mrcnn.inference.export_onnx) or "tflite" (LiteRT, built-in ops
-            only, mrcnn.inference.export_litert; options image_shape=(h, w)
-            and weights="float32" | "float16" | "int8").
-        class_names: NUM_CLASSES names, "BG" first, stored in the ONNX and
-            TFLite metadata.
-        Returns path. ONNX and TFLite need the export extra:
-        pip install 'mrcnn-keras3[export]'.
-        """
-        if format == "saved_model":
-            from mrcnn.inference import export
-            return export.export_saved_model(self, path, full_masks)
-        if format == "onnx":
-            from mrcnn.inference import export_onnx
-            return export_onnx.export_onnx(self, path, full_masks,
+        """Writes the model for serving, molding and unmolding inside:
+        format "saved_model", "onnx" or "tflite" (LiteRT, built-in ops
+        only). See mrcnn.inference.export_formats.export_model."""
+        from mrcnn.inference import export_formats
+        return export_formats.export_model(self, path, format, full_masks,
                                            class_names, **options)
-        if format == "tflite":
-            from mrcnn.inference import export_litert
-            return export_litert.export_litert(
-                self, path, full_masks=full_masks, class_names=class_names,
-                **options)
-        raise ValueError("export: format must be 'saved_model', 'onnx' or "
-                         "'tflite', got {!r}".format(format))
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,

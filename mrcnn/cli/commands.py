@@ -355,13 +355,15 @@ def _add_train_parser(sub):
 
 
 def cmd_export(args):
-    """`mrcnn export`: writes the model of --weights as a SavedModel
-    folder, an .onnx or a .tflite file (mrcnn.model.MaskRCNN.export)."""
+    """`mrcnn export`: the model of --weights as a SavedModel, ONNX or
+    TFLite file (MaskRCNN.export), built in float32."""
     info = model_classes(args)
-    # The converters take float32 graphs, whatever the run trained in.
-    info["overrides"]["MIXED_PRECISION"] = None
+    info["overrides"]["MIXED_PRECISION"] = None  # converters take float32
     model, class_names = inference_model(args, info)
-    size = args.image_size and [int(v) for v in args.image_size.split(",")]
+    size = args.image_size and args.image_size.split(",")
+    if size and (len(size) != 2 or not all(v.strip().isdigit() for v in size)):
+        raise CliError("--image-size takes H,W, got " + args.image_size)
+    size = size and [int(v) for v in size]
     options = {"weights": args.tflite_weights, "image_shape": size} \
         if args.format == "tflite" else {}
     model.export(args.out, format=args.format, class_names=class_names,

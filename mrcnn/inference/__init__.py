@@ -12,7 +12,8 @@
   (onnxruntime) and a TFLite file with built-in ops only (LiteRT);
   ``export_portable``: what they share (the graph traced in portable ops,
   the metadata, the optional converters); ``paste_graph``: masks pasted
-  in float32 without branches, for both.
+  in float32 without branches, for both; ``export_formats``: the one
+  entry point (``MaskRCNN.export``).
 
 May import: the network, data, structures and the foundation; never
 training, evaluation or the faces.
