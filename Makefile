@@ -17,7 +17,7 @@ WHEEL_VENV := build/wheel-venv
 
 .PHONY: install demo test wheel-test docs bench clean
 
-$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py setup.cfg pyproject.toml mrcnn_imgaug_hook.pth
+$(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt requirements-export.txt setup.py setup.cfg pyproject.toml mrcnn_imgaug_hook.pth
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# A .venv made before the switch to `tensorflow` holds tensorflow-cpu,
@@ -28,6 +28,9 @@ $(STAMP): requirements.txt requirements-imgaug.txt requirements-dev.txt setup.py
 	# requirements-dev.txt brings albumentations (optional for users, tested
 	# here); it depends on opencv-python-headless, so one OpenCV stays.
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# The export extra: tf2onnx, onnxruntime and ai-edge-litert, for the
+	# ONNX and LiteRT round trips of the tests.
+	$(PY) -m pip install -q -r requirements-export.txt
 	# imgaug without its dependencies: it asks for opencv-python (needs libGL);
 	# requirements.txt brings the headless OpenCV instead.
 	$(PY) -m pip install -q --no-deps -r requirements-imgaug.txt

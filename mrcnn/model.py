@@ -200,10 +200,14 @@ class MaskRCNN(object):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
-    def export(self, export_dir):
-        """Writes a SavedModel with a serving signature (see mrcnn.inference.export)."""
-        from mrcnn.inference import export
-        return export.export_saved_model(self, export_dir)
+    def export(self, path, format="saved_model", full_masks=True,
+               class_names=None, **options):
+        """Writes the model for serving, molding and unmolding inside:
+        format "saved_model", "onnx" or "tflite" (LiteRT, built-in ops
+        only). See mrcnn.inference.export_formats.export_model."""
+        from mrcnn.inference import export_formats
+        return export_formats.export_model(self, path, format, full_masks,
+                                           class_names, **options)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None,

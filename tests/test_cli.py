@@ -655,6 +655,30 @@ def test_evaluate_prints_bbox_and_segm_metrics(confident_checkpoint, trained,
     assert 0.0 <= metrics["mAP50"] <= 1.0
 
 
+def test_export_writes_a_litert_file_with_the_runs_class_names(
+        confident_checkpoint, trained, tmp_path):
+    """`mrcnn export --format tflite`: the file runs in LiteRT and carries
+    the class names of the run's run_config.json."""
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+    from mrcnn.inference import export_litert
+    out = str(tmp_path / "model.tflite")
+    status, printed = run_cli(["export", "--weights", confident_checkpoint,
+                               "--logs", trained["logs"], "--format",
+                               "tflite", "--out", out, "--no-full-masks"])
+    assert status == 0, printed
+    summary = json.loads(printed.strip().splitlines()[-1])
+    run = setup.read_run_config(confident_checkpoint)
+    assert summary["class_names"] == run["class_names"]
+    metadata = export_litert.read_litert_metadata(out)
+    assert metadata["class_names"] == run["class_names"]
+    assert "masks" not in metadata["outputs"]
+    runner = interpreter.Interpreter(out).get_signature_runner()
+    shape = runner.get_input_details()["images"]["shape"]
+    outputs = runner(images=np.full(shape, 128, np.uint8))
+    assert outputs["num_detections"][0] > 0  # the confident checkpoint
+    assert "masks" not in outputs
+
+
 def test_detect_without_run_config_or_class_names_is_a_clean_error(
         trained, tmp_path, capsys):
     lone = str(tmp_path / "lone.weights.h5")

@@ -60,3 +60,27 @@ def skip_if_16_bit_floats_cannot_run():
         pytest.skip("16-bit float convolutions cannot run under {}={} on this AVX-512 CPU"
                     .format(runtime.ONEDNN_ISA_ENV,
                             os.environ.get(runtime.ONEDNN_ISA_ENV)))
+
+
+def like_a_trained_model(keras_model):
+    """Gives a random-weight model scores, boxes and masks like a trained
+    one's, for comparisons of runtimes (tests/test_export_formats.py,
+    benchmarks/export_runtimes.py) that would otherwise be decided by the
+    last bit.
+
+    Its RPN and class scores saturate at 1.0 in float32, and which of two
+    equal scores a runtime ranks first is then decided by the last bit of
+    its convolutions: those logits are scaled down 20 times. Its box
+    deltas make boxes 1-3 pixels wide, where a box edge one pixel off
+    (allowed) halves the mask IoU: the deltas are scaled down 20 times
+    (the boxes keep the anchors' sizes). Its mask probabilities sit near
+    the 0.5 threshold: the mask logits are scaled up 4 times.
+    """
+    rpn = keras_model.get_layer("rpn_model")
+    for layer, factor in (
+            (keras_model.get_layer("mrcnn_class_logits"), 0.05),
+            (rpn.get_layer("rpn_class_raw"), 0.05),
+            (rpn.get_layer("rpn_bbox_pred"), 0.05),
+            (keras_model.get_layer("mrcnn_bbox_fc"), 0.05),
+            (keras_model.get_layer("mrcnn_mask"), 4.0)):
+        layer.set_weights([w * factor for w in layer.get_weights()])

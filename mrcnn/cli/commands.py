@@ -354,9 +354,42 @@ def _add_train_parser(sub):
     p.set_defaults(func=cmd_train)
 
 
+def cmd_export(args):
+    """`mrcnn export`: the model of --weights as a SavedModel, ONNX or
+    TFLite file (MaskRCNN.export), built in float32."""
+    info = model_classes(args)
+    info["overrides"]["MIXED_PRECISION"] = None  # converters take float32
+    model, class_names = inference_model(args, info)
+    size = args.image_size and args.image_size.split(",")
+    if size and (len(size) != 2 or not all(v.strip().isdigit() for v in size)):
+        raise CliError("--image-size takes H,W, got " + args.image_size)
+    size = size and [int(v) for v in size]
+    options = {"weights": args.tflite_weights, "image_shape": size} \
+        if args.format == "tflite" else {}
+    model.export(args.out, format=args.format, class_names=class_names,
+                 full_masks=not args.no_full_masks, **options)
+    print(json.dumps({"format": args.format, "path": args.out,
+                      "class_names": class_names}))
+    return 0
+
+
+def _add_export_args(p):
+    p.add_argument("--format", default="saved_model",
+                   choices=["saved_model", "onnx", "tflite"])
+    p.add_argument("--out", required=True, help="folder or file to write")
+    p.add_argument("--no-full-masks", action="store_true",
+                   help="leave out the image-size masks (mask_probs stay)")
+    p.add_argument("--image-size", default=None, metavar="H,W",
+                   help="tflite: the fixed input size (default: molded)")
+    p.add_argument("--tflite-weights", default="float32",
+                   choices=["float32", "float16", "int8"])
+
+
 def _add_detect_and_evaluate_parsers(sub):
     for name, func, help_ in (("detect", cmd_detect, "detect objects"),
-                              ("evaluate", cmd_evaluate, "COCO metrics")):
+                              ("evaluate", cmd_evaluate, "COCO metrics"),
+                              ("export", cmd_export,
+                               "SavedModel, ONNX or LiteRT file")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--weights", required=True,
                        help="coco, last or a checkpoint path")
@@ -374,6 +407,8 @@ def _add_detect_and_evaluate_parsers(sub):
             p.add_argument("--overlap", type=int, default=None,
                            help="pixels shared by neighbouring tiles "
                                 "(default tile / 4)")
+        elif name == "export":
+            _add_export_args(p)
         else:
             p.add_argument("--dataset", required=True)
             p.add_argument("--format", choices=_FORMATS)
@@ -407,9 +442,10 @@ def _add_check_parser(sub):
 
 def build_parser():
     """The argparse parser of the `mrcnn` command and its sub-commands
-    (train, detect, evaluate, check-dataset)."""
+    (train, detect, evaluate, export, check-dataset)."""
     parser = argparse.ArgumentParser(
-        prog="mrcnn", description="Mask R-CNN: train, detect, evaluate.")
+        prog="mrcnn",
+        description="Mask R-CNN: train, detect, evaluate, export.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train_parser(sub)
     _add_detect_and_evaluate_parsers(sub)

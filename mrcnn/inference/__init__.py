@@ -7,7 +7,13 @@
 * ``tiling``: large images in overlapping tiles, detections merged;
 * ``export``: a SavedModel with molding and unmolding in the graph;
   ``resize_graph``: skimage's bilinear resize in TensorFlow, bit for bit
-  (the exported graph's resizing of images and masks).
+  (the exported graph's resizing of images and masks);
+* ``export_onnx``, ``export_litert``: the same graph as an ONNX file
+  (onnxruntime) and a TFLite file with built-in ops only (LiteRT);
+  ``export_portable``: what they share (the graph traced in portable ops,
+  the metadata, the optional converters); ``paste_graph``: masks pasted
+  in float32 without branches, for both; ``export_formats``: the one
+  entry point (``MaskRCNN.export``).
 
 May import: the network, data, structures and the foundation; never
 training, evaluation or the faces.

@@ -40,8 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.constants import PYRAMID_STRIDE
+from mrcnn.inference import paste_graph
 from mrcnn.inference.resize_graph import resize_bilinear_like_skimage
 from mrcnn.structures.masks import MASK_THRESHOLD
+from mrcnn.structures.resizing import _resize_scale
 
 EXPORTABLE_RESIZE_MODES = ("square", "pad64", "none")
 
@@ -72,6 +74,16 @@ def resize_scale_graph(height, width, config):
         scale = tf.where(tf.round(image_max * scale) > config.IMAGE_MAX_DIM,
                          config.IMAGE_MAX_DIM / image_max, scale)
     return scale
+
+
+def _static_scale(image_hw, config):
+    """resize_image's scale for a static (height, width), None when the
+    size is not static."""
+    if None in tuple(image_hw) or config.IMAGE_RESIZE_MODE == "none":
+        return None if None in tuple(image_hw) else 1
+    return _resize_scale(image_hw[0], image_hw[1], config.IMAGE_MIN_DIM,
+                         config.IMAGE_MAX_DIM, config.IMAGE_MIN_SCALE,
+                         config.IMAGE_RESIZE_MODE)
 
 
 def _padding_graph(size, target, mode):
@@ -106,12 +118,17 @@ def mold_images_graph(images, config):
                          tf.int32)
     new_width = tf.cast(tf.round(tf.cast(width, tf.float64) * scale),
                         tf.int32)
-    resized = tf.cond(
+    if _static_scale(images.shape[1:3], config) == 1:
+        # A fixed input size that needs no resizing: no branch in the
+        # graph (LiteRT has no float64 arithmetic for the resize).
+        resized = images
+    else:
+        resized = tf.cond(
         tf.equal(scale, 1.0),
-        lambda: images,
-        # astype(uint8) after skimage's float resize truncates.
-        lambda: tf.cast(resize_bilinear_like_skimage(images, new_height,
-                                                     new_width), tf.uint8))
+            lambda: images,
+            # astype(uint8) after skimage's float resize truncates.
+            lambda: tf.cast(resize_bilinear_like_skimage(
+                images, new_height, new_width), tf.uint8))
     top, bottom = _padding_graph(new_height, config.IMAGE_MAX_DIM, mode)
     left, right = _padding_graph(new_width, config.IMAGE_MAX_DIM, mode)
     if mode == "square":
@@ -201,12 +218,15 @@ def _anchors_for(model, molded_height, molded_width):
 #  Unmolding: postprocess.unmold_detections
 ############################################################
 
-def _original_boxes_graph(boxes, window, molded_hw, original_hw):
+def _original_boxes_graph(boxes, window, molded_hw, original_hw,
+                          pixel_dtype=tf.float64):
     """Normalized boxes in the molded frame to int32 pixels of the original
     image, with unmold_detections' float32 / float64 steps.
 
     boxes: float32 [..., 4]. window: int32 [4]. molded_hw, original_hw:
-    int32 [2].
+    int32 [2]. pixel_dtype: of the last product (float32 for LiteRT, which
+    has no float64 arithmetic: a box edge may then round to the
+    neighbouring pixel).
     """
     molded = tf.cast(molded_hw, tf.float64)
     norm_scale = tf.stack([molded[0] - 1, molded[1] - 1,
@@ -220,8 +240,9 @@ def _original_boxes_graph(boxes, window, molded_hw, original_hw):
     original = tf.cast(original_hw, tf.float64)
     denorm_scale = tf.stack([original[0] - 1, original[1] - 1,
                              original[0] - 1, original[1] - 1])
-    return tf.cast(tf.round(tf.cast(boxes, tf.float64) * denorm_scale
-                            + shift), tf.int32)
+    return tf.cast(tf.round(
+        tf.cast(boxes, pixel_dtype) * tf.cast(denorm_scale, pixel_dtype)
+        + tf.cast(shift, pixel_dtype)), tf.int32)
 
 
 def _valid_first(valid, *tensors):
@@ -266,7 +287,7 @@ def _paste_mask(mask, box, image_hw):
 
 
 def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
-                            original_hw, full_masks=True):
+                            original_hw, full_masks=True, portable=False):
     """postprocess.unmold_detections for a batch, in TensorFlow.
 
     detections: float32 [N, D, (y1, x1, y2, x2, class_id, score)]
@@ -274,13 +295,16 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
     mrcnn_mask: float32 [N, D, h, w, num_classes].
     window: int32 [4] in the molded frame (the same for the whole batch).
     molded_hw, original_hw: int32 [2].
+    portable: paste the masks with paste_graph.paste_mask (float32, no
+    branches: ONNX and LiteRT) instead of skimage's resize bit for bit.
     Returns the dict of outputs described in the module docstring.
     """
     max_instances = tf.shape(detections)[1]
     class_ids = tf.cast(detections[..., 4], tf.int32)
     scores = detections[..., 5]
-    boxes = _original_boxes_graph(detections[..., :4], window, molded_hw,
-                                  original_hw)
+    boxes = _original_boxes_graph(
+        detections[..., :4], window, molded_hw, original_hw,
+        pixel_dtype=tf.float32 if portable else tf.float64)
     # Detections end at the first class 0 row; boxes with no area are
     # dropped (both as in unmold_detections).
     before_padding = tf.cumsum(tf.cast(tf.equal(class_ids, 0), tf.int32),
@@ -299,12 +323,18 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
         "mask_probs": mask_probs,
     }
     if full_masks:
+        paste = paste_graph.paste_mask if portable else _paste_mask
+        # Static shapes where known: LiteRT's loops need them.
+        static_hw = tf.get_static_value(original_hw)
+        mask_shape = [-1 if size is None else size
+                      for size in mask_probs.shape[2:]]
         flat = tf.map_fn(
-            lambda args: _paste_mask(args[0], args[1], original_hw),
-            (tf.reshape(mask_probs, tf.concat([[-1], tf.shape(mask_probs)[2:]],
-                                              0)),
+            lambda args: paste(args[0], args[1], original_hw),
+            (tf.reshape(mask_probs, [-1] + mask_shape),
              tf.reshape(boxes, [-1, 4])),
-            fn_output_signature=tf.TensorSpec([None, None], tf.bool))
+            fn_output_signature=tf.TensorSpec(
+                [None, None] if static_hw is None else list(static_hw),
+                tf.bool))
         outputs["masks"] = tf.cast(tf.reshape(flat, tf.concat(
             [[-1, max_instances], original_hw], 0)), tf.uint8)
     return outputs
@@ -314,10 +344,14 @@ def unmold_detections_graph(detections, mrcnn_mask, window, molded_hw,
 #  Export
 ############################################################
 
-def serving_function(model, full_masks=True):
+def serving_function(model, full_masks=True, portable=False,
+                     image_shape=None):
     """A tf.function from a uint8 image batch to the outputs above.
 
     model: a MaskRCNN in inference mode.
+    portable: masks pasted for ONNX and LiteRT (see unmold_detections_graph).
+    image_shape: (height, width) of a fixed-size input of one image (the
+        LiteRT export), or None: any batch of any size.
     """
     if model.mode != "inference":
         raise ValueError("export: build the MaskRCNN in inference mode, got "
@@ -332,7 +366,9 @@ def serving_function(model, full_masks=True):
             "export: a callable BACKBONE exports only with IMAGE_RESIZE_MODE "
             "'square' (its COMPUTE_BACKBONE_SHAPE is numpy code)")
     keras_model = model.keras_model
-    spec = tf.TensorSpec([None, None, None, config.IMAGE_CHANNEL_COUNT],
+    batch_shape = [None, None, None] if image_shape is None else (
+        [1] + [int(size) for size in image_shape])
+    spec = tf.TensorSpec(batch_shape + [config.IMAGE_CHANNEL_COUNT],
                          tf.uint8, name="images")
 
     @tf.function(input_signature=[spec], jit_compile=False)
@@ -344,9 +380,13 @@ def serving_function(model, full_masks=True):
         outputs = keras_model([molded, metas, anchors], training=False)
         detections = tf.cast(outputs[0], tf.float32)
         mrcnn_mask = tf.cast(outputs[3], tf.float32)
+        image_hw = tf.shape(images)[1:3]
+        if image_shape is not None:
+            image_hw = tf.constant(batch_shape[1:], tf.int32)
         return unmold_detections_graph(detections, mrcnn_mask, window,
-                                       molded_hw, tf.shape(images)[1:3],
-                                       full_masks=full_masks)
+                                       molded_hw, image_hw,
+                                       full_masks=full_masks,
+                                       portable=portable)
 
     return serve
 

@@ -8,6 +8,9 @@
   matched to ground truth, box and mask targets);
 * ``heads``: the box/class head and the mask head;
 * ``detection``: the detection layer (inference: refined, NMS'd boxes);
+* ``nms``: non-max suppression with the ordinary op, the same selections
+  in every runtime (the proposal and detection layers' ``builtin_ops``,
+  for the ONNX and LiteRT exports);
 * ``losses``: the five losses;
 * ``graph_layers``, ``batch_slice``: the small glue layers around raw
   TensorFlow ops; ``box_ops``: the graph-side box math, with the one box

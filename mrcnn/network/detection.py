@@ -9,6 +9,7 @@ non-max suppression, and the top ``max_instances`` detections by score.
 import keras
 import tensorflow as tf
 
+from mrcnn.network import nms
 from mrcnn.network.box_ops import (clip_boxes_graph, decode_boxes_graph,
                                    norm_boxes_graph, overlaps_graph,
                                    parse_image_meta_graph)
@@ -16,14 +17,16 @@ from mrcnn.network.box_ops import (clip_boxes_graph, decode_boxes_graph,
 
 def refine_detections(rois, probs, deltas, window, max_instances,
                       min_confidence, nms_threshold, bbox_std_dev,
-                      delta_clamp=None):
+                      delta_clamp=None, builtin_ops=False):
     """Detections of one image.
 
     rois: [N, (y1, x1, y2, x2)] normalized; probs: [N, num_classes];
     deltas: [N, num_classes, (dy, dx, log(dh), log(dw))] before multiplying
     by bbox_std_dev; window: [4] normalized image area (without the
     padding added when molding); delta_clamp: None or the largest
-    log(dh), log(dw) decoded (see decode_boxes_graph).
+    log(dh), log(dw) decoded (see decode_boxes_graph). builtin_ops: the
+    same detections with the ordinary NMS op, one a class (see
+    mrcnn.network.nms; N must be static).
     Returns: [max_instances, (y1, x1, y2, x2, class_id, score)] float32,
     normalized boxes, best score first, zero-padded.
     """
@@ -33,6 +36,10 @@ def refine_detections(rois, probs, deltas, window, max_instances,
     boxes = decode_boxes_graph(rois, class_deltas, bbox_std_dev,
                                delta_clamp)
     boxes = clip_boxes_graph(boxes, window)
+    if builtin_ops:
+        return _detections_builtin(boxes, class_ids, class_scores,
+                                   probs.shape[-1], max_instances,
+                                   min_confidence, nms_threshold)
 
     # Candidates: not background and confident enough. tf.where keeps
     # them in ROI order, which breaks score ties by ROI index as
@@ -51,6 +58,25 @@ def refine_detections(rois, probs, deltas, window, max_instances,
     ], axis=1)
     padding = max_instances - tf.shape(detections)[0]
     return tf.pad(detections, [(0, padding), (0, 0)])
+
+
+def _detections_builtin(boxes, class_ids, class_scores, num_classes,
+                        max_instances, min_confidence, nms_threshold):
+    """refine_detections' selection with nms.per_class_nms: candidates are
+    masked instead of gathered, so that every shape stays static."""
+    candidates = (class_ids > 0) & (class_scores >= min_confidence)
+    selected, count = nms.per_class_nms(
+        boxes, class_ids, class_scores, candidates, num_classes,
+        max_instances, nms_threshold)
+    detections = tf.concat([
+        tf.gather(boxes, selected),
+        tf.cast(tf.gather(class_ids, selected), tf.float32)[:, None],
+        tf.gather(class_scores, selected)[:, None],
+    ], axis=1)
+    real = tf.range(tf.shape(selected)[0]) < count
+    detections = tf.where(real[:, None], detections, 0.0)
+    return tf.pad(detections,
+                  [(0, max_instances - selected.shape[0]), (0, 0)])
 
 
 def _per_class_nms(boxes, class_ids, scores, max_instances, nms_threshold):
@@ -99,11 +125,15 @@ class DetectionLayer(keras.layers.Layer):
 
     Returns: [batch, max_instances, (y1, x1, y2, x2, class_id, score)] with
     normalized boxes, best score first, zero-padded.
+
+    builtin_ops: suppress with the ordinary NMS op, one a class (the same
+    detections; for onnxruntime and LiteRT, see mrcnn.network.nms); off by
+    default.
     """
 
     def __init__(self, max_instances=100, min_confidence=0.7,
                  nms_threshold=0.3, bbox_std_dev=(0.1, 0.1, 0.2, 0.2),
-                 delta_clamp=None, **kwargs):
+                 delta_clamp=None, builtin_ops=False, **kwargs):
         # Box math and NMS stay float32 even under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -115,6 +145,7 @@ class DetectionLayer(keras.layers.Layer):
         # NonMaxSuppressionWithOverlaps has no XLA kernel: Keras' predict
         # must not compile this layer.
         self.supports_jit = False
+        self.builtin_ops = bool(builtin_ops)
         if len(self.bbox_std_dev) != 4:
             raise ValueError(
                 "DetectionLayer: bbox_std_dev needs 4 values, got {}"
@@ -128,6 +159,7 @@ class DetectionLayer(keras.layers.Layer):
             "nms_threshold": self.nms_threshold,
             "bbox_std_dev": list(self.bbox_std_dev),
             "delta_clamp": self.delta_clamp,
+            "builtin_ops": self.builtin_ops,
         })
         return config
 
@@ -141,7 +173,8 @@ class DetectionLayer(keras.layers.Layer):
         return tf.map_fn(
             lambda args: refine_detections(
                 *args, self.max_instances, self.min_confidence,
-                self.nms_threshold, self.bbox_std_dev, self.delta_clamp),
+                self.nms_threshold, self.bbox_std_dev, self.delta_clamp,
+                self.builtin_ops),
             (rois, mrcnn_class, mrcnn_bbox, windows),
             fn_output_signature=tf.TensorSpec(
                 [self.max_instances, 6], tf.float32))

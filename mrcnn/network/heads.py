@@ -94,6 +94,12 @@ class BboxReshape(keras.layers.Layer):
         self.num_classes = int(num_classes)
 
     def call(self, inputs):
+        if inputs.shape[1] is not None:
+            # A static ROI count: the shape needs no Shape op of the input,
+            # which tf2onnx's reshape folding would take from the
+            # TimeDistributed layer's folded [batch * rois, ...] tensor.
+            return tf.reshape(inputs, [-1, inputs.shape[1],
+                                       self.num_classes, 4])
         batch_and_rois = tf.shape(inputs)[:2]
         return tf.reshape(inputs, tf.concat(
             [batch_and_rois, [self.num_classes, 4]], axis=0))

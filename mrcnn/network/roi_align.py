@@ -4,7 +4,9 @@ Each box is pooled from one level of the pyramid P2..P5, chosen from the
 box's size as in the FPN paper (Lin et al. 2017, Eq. 1): small boxes read
 the fine, high-resolution maps and large boxes the coarse ones.
 
-The crops use ``tf.image.crop_and_resize``; its gradient to the feature maps
+The crops use ``tf.image.crop_and_resize`` (or, with ``builtin_ops``, the
+same crops by gathers: :func:`crop_and_resize_gather`, for LiteRT, which
+has no built-in for that op); its gradient to the feature maps
 is computed here (see :func:`crop_and_resize`): TensorFlow's CPU kernel for
 it adds into the image gradient from several threads without locking, and
 overlapping boxes (which ROIs always are) lose part of their gradient.
@@ -140,12 +142,56 @@ def crop_and_resize(image, boxes, box_indices, crop_size):
     return crop(image)
 
 
+def crop_and_resize_gather(image, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize`` (bilinear, extrapolation 0) by gathers.
+
+    image: [B, H, W, C] float32. boxes: [N, (y1, x1, y2, x2)] normalized.
+    box_indices: [N] int32 image of each box. crop_size: (crop_h, crop_w)
+    python ints.
+    Returns [N, crop_h, crop_w, C] float32: the four taps of each sample
+    weighted in the order of TensorFlow's CPU kernel (left-right first,
+    then top-bottom), so that the crops agree to the last bit or so.
+    """
+    shape = tf.shape(image)
+    height, width, channels = shape[1], shape[2], shape[3]
+    top, bottom, y_lerp, y_valid = _sample_taps(
+        boxes[:, 0], boxes[:, 2], height, crop_size[0])
+    left, right, x_lerp, x_valid = _sample_taps(
+        boxes[:, 1], boxes[:, 3], width, crop_size[1])
+    # Out-of-image taps are clamped for the gather; their samples are zeroed.
+    top = tf.clip_by_value(top, 0, height - 1)
+    bottom = tf.clip_by_value(bottom, 0, height - 1)
+    left = tf.clip_by_value(left, 0, width - 1)
+    right = tf.clip_by_value(right, 0, width - 1)
+    pixels = tf.reshape(image, [-1, channels])
+    image_base = tf.cast(box_indices, tf.int32)[:, None, None] * height
+
+    def taps(rows, cols):
+        # [N, crop_h, crop_w] flat pixel indices -> [N, crop_h, crop_w, C]
+        index = (image_base + rows[:, :, None]) * width + cols[:, None, :]
+        return tf.gather(pixels, index)
+
+    x_lerp = x_lerp[:, None, :, None]
+    y_lerp = y_lerp[:, :, None, None]
+    top_left, top_right = taps(top, left), taps(top, right)
+    bottom_left, bottom_right = taps(bottom, left), taps(bottom, right)
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
+    crops = upper + (lower - upper) * y_lerp
+    valid = y_valid[:, :, None, None] & x_valid[:, None, :, None]
+    return tf.where(valid, crops, tf.zeros_like(crops))
+
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class PyramidROIAlign(keras.layers.Layer):
     """Crops and resizes each box from its pyramid level.
 
     pool_shape: (pool_height, pool_width) of the output regions (an int
         stands for a square).
+    builtin_ops: crop with gathers (:func:`crop_and_resize_gather`,
+        the same crops) instead of ``tf.image.crop_and_resize``, for the
+        runtimes without that op (LiteRT); off by default.
 
     Inputs (a list):
         boxes: [batch, num_boxes, (y1, x1, y2, x2)] normalized; all-zero rows
@@ -159,7 +205,7 @@ class PyramidROIAlign(keras.layers.Layer):
     the order of the input boxes. No gradient flows to the boxes.
     """
 
-    def __init__(self, pool_shape, **kwargs):
+    def __init__(self, pool_shape, builtin_ops=False, **kwargs):
         # Box math must stay float32 whatever the global mixed precision
         # policy: a float16 box loses about a pixel at 1024 px.
         kwargs.setdefault("dtype", "float32")
@@ -170,6 +216,7 @@ class PyramidROIAlign(keras.layers.Layer):
         if len(self.pool_shape) != 2 or min(self.pool_shape) < 1:
             raise ValueError("PyramidROIAlign: pool_shape must be two "
                              "positive ints, got {!r}".format(pool_shape))
+        self.builtin_ops = bool(builtin_ops)
         # CropAndResize has no XLA kernel, and tf.where per level gives
         # data-dependent shapes: Keras' predict must not compile it.
         self.supports_jit = False
@@ -191,10 +238,11 @@ class PyramidROIAlign(keras.layers.Layer):
         flat_levels = tf.reshape(levels, [-1])
         flat_image_ix = tf.repeat(tf.range(tf.shape(boxes)[0]),
                                   tf.shape(boxes)[1])
+        crop = crop_and_resize_gather if self.builtin_ops else crop_and_resize
         crops, positions = [], []
         for level, feature_map in zip(PYRAMID_LEVELS, feature_maps):
             ix = tf.where(tf.equal(flat_levels, level))[:, 0]
-            crops.append(crop_and_resize(
+            crops.append(crop(
                 tf.cast(feature_map, tf.float32), tf.gather(flat_boxes, ix),
                 tf.gather(flat_image_ix, ix), self.pool_shape))
             positions.append(ix)
@@ -213,4 +261,5 @@ class PyramidROIAlign(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["pool_shape"] = list(self.pool_shape)
+        config["builtin_ops"] = self.builtin_ops
         return config

@@ -11,6 +11,7 @@ matterport weight files load by name.
 import keras
 import tensorflow as tf
 
+from mrcnn.network import nms
 from mrcnn.network.box_ops import clip_boxes_graph, decode_boxes_graph
 from mrcnn.network.conv import Conv2D
 from mrcnn.network.layer_names import RPN_MODEL
@@ -98,11 +99,14 @@ class ProposalLayer(keras.layers.Layer):
 
     Returns: [batch, proposal_count, (y1, x1, y2, x2)] normalized proposals,
     best score first, zero-padded when NMS keeps fewer than proposal_count.
+
+    builtin_ops: NMS with a fixed-size result (NonMaxSuppressionV4, the
+    TFLite built-in; the same proposals); off by default.
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
                  rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), delta_clamp=None,
-                 **kwargs):
+                 builtin_ops=False, **kwargs):
         # Box math and NMS stay float32 even under a mixed precision policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -113,6 +117,7 @@ class ProposalLayer(keras.layers.Layer):
         self.delta_clamp = None if delta_clamp is None else float(delta_clamp)
         # NMS ops without an XLA kernel: Keras' predict must not compile.
         self.supports_jit = False
+        self.builtin_ops = bool(builtin_ops)
         if len(self.rpn_bbox_std_dev) != 4:
             raise ValueError(
                 "ProposalLayer: rpn_bbox_std_dev needs 4 values, got {}"
@@ -126,6 +131,7 @@ class ProposalLayer(keras.layers.Layer):
             "pre_nms_limit": self.pre_nms_limit,
             "rpn_bbox_std_dev": list(self.rpn_bbox_std_dev),
             "delta_clamp": self.delta_clamp,
+            "builtin_ops": self.builtin_ops,
         })
         return config
 
@@ -156,6 +162,16 @@ class ProposalLayer(keras.layers.Layer):
     def _nms(self, boxes, scores):
         """boxes: [N, 4] sorted by descending scores [N].
         Returns [proposal_count, 4], zero-padded."""
+        if self.builtin_ops:
+            # The same proposals in ops every runtime has (see nms).
+            keep, count = nms.sorted_nms(boxes, self.proposal_count,
+                                         self.nms_threshold)
+            proposals = tf.gather(boxes, keep)
+            real = tf.range(tf.shape(keep)[0]) < count
+            proposals = tf.where(real[:, None], proposals, 0.0)
+            padding = self.proposal_count - tf.shape(proposals)[0]
+            return tf.reshape(tf.pad(proposals, [(0, padding), (0, 0)]),
+                              [self.proposal_count, 4])
         keep = tf.image.non_max_suppression(
             boxes, scores, self.proposal_count, self.nms_threshold,
             name="rpn_non_max_suppression")

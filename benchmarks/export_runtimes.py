@@ -1,0 +1,256 @@
+"""detect() against the exported model in onnxruntime and LiteRT (float32,
+float16, int8 weights), torchvision's Mask R-CNN as the anchor: one JSON
+line.
+
+ResNet50-FPN, 81 classes, one 1024x1024 image, random weights made to
+score, box and mask like a trained model (tests/tiny.py:
+like_a_trained_model), --threads threads everywhere (TensorFlow through
+MRCNN_CPU_THREADS, onnxruntime intra_op_num_threads, LiteRT num_threads,
+torch.set_num_threads). Each exported file runs in a process of its own
+that imports neither TensorFlow nor mrcnn; its peak resident memory is
+that process's (VmHWM). detect()'s peak is this process's before any
+export.
+
+The line holds, for detect() and each runtime: the median time of
+--rounds runs after one warm-up, the file size, the peak memory, and the
+agreement with detect() on that image (the test rules: class ids equal,
+scores within 1e-3, boxes within 1 pixel, mask IoU >= 0.95 for every
+detection; the largest differences are reported, so that the float16 and
+int8 tolerances can be read off). torchvision_ms comes from the same run
+(benchmarks/compare_torchvision.py's worker in benchmarks/.torch-venv;
+null where that virtualenv is missing or with --tiny).
+
+    python benchmarks/export_runtimes.py             # the full run
+    python benchmarks/export_runtimes.py --tiny      # seconds: a check
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+WEIGHT_TYPES = ("float32", "float16", "int8")
+
+
+############################################################
+#  The runtime worker: no TensorFlow, no mrcnn
+############################################################
+
+def run_exported(kind, path, image_path, threads, rounds, out_path):
+    """Times one exported file on the image; saves its outputs (npz)."""
+    import numpy as np
+
+    image = np.load(image_path)[None]
+    if kind == "onnx":
+        import onnxruntime
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+
+        def infer():
+            return dict(zip(names, session.run(None, {"images": image})))
+    else:
+        from ai_edge_litert.interpreter import Interpreter
+        runner = Interpreter(path, num_threads=threads).get_signature_runner()
+
+        def infer():
+            return runner(images=image)
+    outputs = infer()  # warm-up
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        outputs = infer()
+        times.append(time.perf_counter() - start)
+    np.savez(out_path, **outputs)
+    leaked = [m for m in sys.modules
+              if m.split(".")[0] in ("tensorflow", "mrcnn")]
+    return {"ms": 1000 * statistics.median(times),
+            "peak_rss_mb": peak_rss_mb(), "imports_tf_or_mrcnn": leaked}
+
+
+def peak_rss_mb():
+    """This process's peak resident memory (VmHWM: reset by exec, unlike
+    ru_maxrss, which a worker would inherit from the driver)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+############################################################
+#  The driver (mrcnn's virtualenv)
+############################################################
+
+def build_model(args, model_dir):
+    sys.path.insert(0, HERE)
+    sys.path.insert(0, REPO)
+    from inference import make_config
+    from mrcnn import model as modellib
+    from tests.tiny import TinyConfig, like_a_trained_model
+
+    if args.tiny:
+        config = type("TinyExport", (TinyConfig,), dict(
+            NAME="tiny_export", IMAGES_PER_GPU=1,
+            DETECTION_MIN_CONFIDENCE=0.0))()
+    else:
+        config = make_config("resnet50", args.size, num_classes=81)
+    model = modellib.MaskRCNN("inference", config, model_dir=model_dir)
+    like_a_trained_model(model.keras_model)
+    return model
+
+
+def test_image(size):
+    """A shapes-dataset image (squares, circles, triangles on a plain
+    background): something for the model to detect."""
+    from samples.shapes.shapes import ShapesDataset
+    dataset = ShapesDataset()
+    dataset.load_shapes(1, size, size, seed=3, max_shapes=6)
+    dataset.prepare()
+    return dataset.load_image(0)
+
+
+def agreement(expected, actual):
+    """The largest differences of actual to detect()'s result."""
+    import numpy as np
+
+    same_ids = (len(actual["class_ids"]) == len(expected["class_ids"])
+                and bool((actual["class_ids"] == expected["class_ids"])
+                         .all()))
+    report = {"detections": int(len(expected["class_ids"])),
+              "detections_export": int(len(actual["class_ids"])),
+              "class_ids_equal": same_ids}
+    if same_ids and len(expected["class_ids"]):
+        ious = []
+        for i in range(expected["masks"].shape[-1]):
+            a, b = expected["masks"][..., i], actual["masks"][..., i]
+            union = np.logical_or(a, b).sum()
+            ious.append(1.0 if not union else
+                        float(np.logical_and(a, b).sum() / union))
+        report.update(
+            max_score_diff=float(np.abs(actual["scores"]
+                                        - expected["scores"]).max()),
+            max_box_diff_px=int(np.abs(actual["rois"]
+                                       - expected["rois"]).max()),
+            min_mask_iou=min(ious))
+        report["within_rules"] = (report["max_score_diff"] <= 1e-3
+                                  and report["max_box_diff_px"] <= 1
+                                  and report["min_mask_iou"] >= 0.95)
+    else:
+        report["within_rules"] = False
+    return report
+
+
+def time_detect(model, image, rounds):
+    model.detect([image])  # warm-up (traces the graph)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = model.detect([image])[0]
+        times.append(time.perf_counter() - start)
+    return result, 1000 * statistics.median(times)
+
+
+def torchvision_ms(args, image_path):
+    if args.tiny:
+        return None
+    sys.path.insert(0, HERE)
+    from compare_torchvision import TORCH_PYTHON, TorchClient
+    if not os.path.exists(TORCH_PYTHON):
+        return None
+    torch = TorchClient(args.threads)
+    try:
+        torch.call("inference_setup", image_path=image_path, size=args.size)
+        torch.call("infer")  # warm-up
+        times = [torch.call("infer")["seconds"] for _ in range(args.rounds)]
+    finally:
+        torch.close()
+    return 1000 * statistics.median(times)
+
+
+def run_worker(kind, path, image_path, args, out_path):
+    done = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", kind, path,
+         image_path, out_path, "--threads", str(args.threads),
+         "--rounds", str(args.rounds)],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=""))
+    if done.returncode:
+        raise SystemExit("export_runtimes: the {} worker failed:\n{}".format(
+            kind, done.stderr[-3000:]))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main_driver(args):
+    import numpy as np
+
+    load_before = os.getloadavg()
+    os.environ.setdefault("MRCNN_CPU_THREADS", str(args.threads))
+    work = tempfile.mkdtemp(prefix="export_runtimes_")
+    model = build_model(args, os.path.join(work, "logs"))
+    from mrcnn.inference import export
+    size = model.config.IMAGE_MAX_DIM
+    image = test_image(size)
+    image_path = os.path.join(work, "image.npy")
+    np.save(image_path, image)
+    expected, detect_ms = time_detect(model, image, args.rounds)
+    report = {"benchmark": "export_runtimes", "tiny": args.tiny,
+              "date": time.strftime("%Y-%m-%d"),
+              "load_average_before": load_before,
+              "image_size": size, "threads": args.threads,
+              "cpu": platform.processor() or platform.machine(),
+              "detect_ms": detect_ms, "detect_peak_rss_mb": peak_rss_mb(),
+              "torchvision_ms": torchvision_ms(args, image_path)}
+    exports = [("onnx", "mask_rcnn.onnx", {"format": "onnx"})] + [
+        ("tflite_" + w, "mask_rcnn_{}.tflite".format(w),
+         {"format": "tflite", "weights": w}) for w in WEIGHT_TYPES]
+    for name, filename, options in exports:
+        path = os.path.join(work, filename)
+        start = time.perf_counter()
+        model.export(path, **options)
+        entry = {"export_s": time.perf_counter() - start,
+                 "file_mb": os.path.getsize(path) / 2 ** 20}
+        out_path = os.path.join(work, name + ".npz")
+        entry.update(run_worker(name.split("_")[0], path, image_path, args,
+                                out_path))
+        outputs = dict(np.load(out_path))
+        (actual,) = export.results_from_serving(outputs)
+        entry.update(agreement(expected, actual))
+        report[name] = entry
+    report["load_average_after"] = os.getloadavg()
+    print(json.dumps(report))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tiny", action="store_true",
+                        help="the tests' tiny model at 64 px: a quick check")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker", nargs=4, default=None,
+                        metavar=("KIND", "PATH", "IMAGE", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        kind, path, image_path, out_path = args.worker
+        print(json.dumps(run_exported(kind, path, image_path, args.threads,
+                                      args.rounds, out_path)))
+    else:
+        main_driver(args)
+
+
+if __name__ == "__main__":
+    main()
