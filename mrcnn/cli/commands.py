@@ -30,53 +30,10 @@ from mrcnn.cli.setup import (COCO_CLASS_NAMES,  # noqa: E402,F401
                              parse_overrides, read_run_config, resolve_weights,
                              sample_config, sample_model, weights_file,
                              write_run_config)
+from mrcnn.cli.setup import (load_dataset, load_weights,  # noqa: E402,F401
+                             loader_options, report_error)
 from mrcnn.cli.outputs import (jsonable as _jsonable,  # noqa: E402,F401
                                output_stems, write_evaluation, write_json)
-
-
-def report_error(prog, command, error):
-    """Prints "<prog> <command>: error: <error>" to stderr (no traceback);
-    returns the exit status of a user error, 2."""
-    print("{} {}: error: {}".format(prog, command, error), file=sys.stderr)
-    return 2
-
-
-def load_weights(model, path, exclude=None):
-    """model.load_weights by name; a broken or mismatched file is a
-    CliError naming it."""
-    try:
-        model.load_weights(path, by_name=True, exclude=exclude)
-    except (OSError, ValueError) as e:
-        raise CliError("cannot load weights {}: {}".format(path, e))
-
-
-def loader_options(args):
-    """Loader keyword arguments from --class-attribute, --classes and
-    --default-class (only those given)."""
-    options = {}
-    if getattr(args, "class_attribute", None):
-        options["class_attribute"] = args.class_attribute
-    if getattr(args, "classes", None):
-        options["class_names"] = [c.strip() for c in args.classes.split(",")]
-    if getattr(args, "default_class", None):
-        options["default_class"] = args.default_class
-    return options
-
-
-def load_dataset(path, fmt, subset=None, options=None, reference=None):
-    """A prepared Dataset of a folder or file (mrcnn.datasets.load_dataset)
-    in format fmt (None: detected), its class ids by name from the class
-    names `reference` when given; loader errors become CliError."""
-    from mrcnn import datasets
-    try:
-        return datasets.load_dataset(path, format=fmt, subset=subset,
-                                     reference_classes=reference,
-                                     **(options or {}))
-    except (FileNotFoundError, ValueError) as e:
-        raise CliError(str(e))
-    except TypeError as e:  # an option this format's loader doesn't take
-        raise CliError("{} (option not supported by this dataset format)"
-                       .format(e))
 
 
 def cmd_train(args):

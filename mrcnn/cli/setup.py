@@ -1,10 +1,12 @@
 """What the command line and the samples share: configs from --set values,
-the run config file beside the checkpoints, the --weights choices and the
-samples' arguments and models.
+the run config file beside the checkpoints, the --weights choices, the
+samples' arguments and models, and loading datasets and weights with the
+errors a user reads (CliError).
 """
 
 import json
 import os
+import sys
 
 from mrcnn import atomic_files, config_presets
 from mrcnn.network.layer_names import CLASS_SPECIFIC_LAYERS
@@ -318,3 +320,48 @@ def sample_model(make_config, args, inference=False):
     config.display()
     return modellib.MaskRCNN(mode="inference" if inference else "training",
                              config=config, model_dir=args.logs)
+
+
+def report_error(prog, command, error):
+    """Prints "<prog> <command>: error: <error>" to stderr (no traceback);
+    returns the exit status of a user error, 2."""
+    print("{} {}: error: {}".format(prog, command, error), file=sys.stderr)
+    return 2
+
+
+def load_weights(model, path, exclude=None):
+    """model.load_weights by name; a broken or mismatched file is a
+    CliError naming it."""
+    try:
+        model.load_weights(path, by_name=True, exclude=exclude)
+    except (OSError, ValueError) as e:
+        raise CliError("cannot load weights {}: {}".format(path, e))
+
+
+def loader_options(args):
+    """Loader keyword arguments from --class-attribute, --classes and
+    --default-class (only those given)."""
+    options = {}
+    if getattr(args, "class_attribute", None):
+        options["class_attribute"] = args.class_attribute
+    if getattr(args, "classes", None):
+        options["class_names"] = [c.strip() for c in args.classes.split(",")]
+    if getattr(args, "default_class", None):
+        options["default_class"] = args.default_class
+    return options
+
+
+def load_dataset(path, fmt, subset=None, options=None, reference=None):
+    """A prepared Dataset of a folder or file (mrcnn.datasets.load_dataset)
+    in format fmt (None: detected), its class ids by name from the class
+    names `reference` when given; loader errors become CliError."""
+    from mrcnn import datasets
+    try:
+        return datasets.load_dataset(path, format=fmt, subset=subset,
+                                     reference_classes=reference,
+                                     **(options or {}))
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e))
+    except TypeError as e:  # an option this format's loader doesn't take
+        raise CliError("{} (option not supported by this dataset format)"
+                       .format(e))
