@@ -12,18 +12,47 @@ from mrcnn.data.augment_albumentations import (augment_with_albumentations,
                                                is_albumentations,
                                                seeded_copy as _seeded_albu)
 
-# Augmenters that are safe to apply to masks: geometric ones that move mask
-# pixels with the image. Others (color, blur, noise) touch the image only.
-# Subclasses count too (imgaug's Rotate is an Affine, Crop a CropAndPad).
+# Augmenters the masks go through as well as the image, by class name (the
+# original's list; subclasses count too: imgaug's Rotate is an Affine, Crop
+# a CropAndPad). Add the name of your own geometric augmenter here.
 MASK_AUGMENTERS = ["Sequential", "SomeOf", "OneOf", "Sometimes",
                    "Fliplr", "Flipud", "CropAndPad",
                    "Affine", "PiecewiseAffine"]
+# ... and every augmenter of imgaug's modules that move pixels: the list
+# above left out Rot90, PerspectiveTransform, ElasticTransformation,
+# Jigsaw, the crops and pads to a size, and more, which then turned the
+# image and left its masks where they were (silently: a square image kept
+# its size). Photometric modules (arithmetic, blur, color, contrast, ...)
+# change pixel values only: the masks skip them.
+MOVING_MODULES = ("geometric", "flip", "size", "pooling")
+# imgaug augmenters that may or may not move pixels: applied to the image
+# only, with a warning (as augmenters from outside imgaug).
+UNSURE_AUGMENTERS = ("Lambda", "WithChannels")
+_warned_image_only = set()
 
 
 def _is_mask_augmenter(augmenter):
-    """True if augmenter (or a class it derives from) is in MASK_AUGMENTERS."""
-    return any(cls.__name__ in MASK_AUGMENTERS
-               for cls in type(augmenter).__mro__)
+    """True if the masks must go through augmenter: its class (or one it
+    derives from) is in MASK_AUGMENTERS or comes from one of imgaug's
+    MOVING_MODULES. False for imgaug's photometric augmenters, and, with a
+    warning naming it (once a class), for any other."""
+    classes = type(augmenter).__mro__
+    if any(cls.__name__ in MASK_AUGMENTERS for cls in classes):
+        return True
+    if any(cls.__module__.rsplit(".", 1)[-1] in MOVING_MODULES
+           and cls.__module__.startswith("imgaug.") for cls in classes):
+        return True
+    name = type(augmenter).__name__
+    unsure = (not type(augmenter).__module__.startswith("imgaug.")
+              or name in UNSURE_AUGMENTERS)
+    if unsure and name not in _warned_image_only:
+        _warned_image_only.add(name)
+        warnings.warn(
+            "augmenter {} runs on the image only: the instance masks do not "
+            "follow it. If it moves pixels, add its class name to "
+            "mrcnn.data.augment.MASK_AUGMENTERS, or the masks will no "
+            "longer match the image".format(name), stacklevel=2)
+    return False
 
 
 def _mask_hook(images, augmenter, parents, default):
