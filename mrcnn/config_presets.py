@@ -30,7 +30,7 @@ FROM_SCRATCH = {
     # ... and its moving statistics, which inference uses, must keep up
     # with weights that change fast: at Keras' 0.99 (a 100-step average) a
     # model that fitted its training batches detected nothing on the very
-    # same images (DSB2018 nuclei, 60 steps: mask loss 0.3 with batch
+    # same images (DSB2018 nuclei, step 40: mask loss 0.3 with batch
     # statistics, 10.7 with the moving ones). 0.9 is torchvision's.
     "BATCH_NORM_MOMENTUM": 0.9,
     # The heads' batch statistics come from the sampled ROIs and their
