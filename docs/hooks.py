@@ -4,7 +4,7 @@
   copy to keep in step): the README, CONTRIBUTING.md and
   benchmarks/README.md under the names of ``SITE_PAGES``, the notebooks
   of ``NOTEBOOKS`` at their repository paths (mkdocs-jupyter renders them
-  as saved, without running them).
+  as saved, without running them), and the PNGs of ``FIGURES``.
 * Their relative links, written for the repository's layout
   (``docs/troubleshooting.md`` from the README), are pointed at the site's
   pages; a link to a file the site lacks stays as it is, and the strict
@@ -35,8 +35,15 @@ NOTEBOOKS = sorted(
     for folder, _, names in os.walk(os.path.join(ROOT, "samples"))
     for name in names
     if name.endswith(".ipynb") and ".ipynb_checkpoints" not in folder)
+# The benchmark figures the README shows: the site serves them at their
+# repository path.
+FIGURES = sorted(
+    "benchmarks/figures/" + name
+    for name in os.listdir(os.path.join(ROOT, "benchmarks", "figures"))
+    if name.endswith(".png"))
 # repository path -> page of the site, for the links between them
 LINK_TARGETS = dict(SITE_PAGES, **{path: path for path in NOTEBOOKS},
+                    **{path: path for path in FIGURES},
                     **{"docs/troubleshooting.md": "troubleshooting.md"})
 SOURCE_OF = {page: path for path, page in SITE_PAGES.items()}
 
@@ -50,7 +57,7 @@ def on_files(files, config):
     for path, page in SITE_PAGES.items():
         files.append(File.generated(config, page,
                                     abs_src_path=os.path.join(ROOT, path)))
-    for path in NOTEBOOKS:
+    for path in NOTEBOOKS + FIGURES:
         files.append(File(path, src_dir=ROOT, dest_dir=config.site_dir,
                           use_directory_urls=config.use_directory_urls))
     return files
