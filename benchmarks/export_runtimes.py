@@ -26,7 +26,6 @@ null where that virtualenv is missing or with --tiny).
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -201,6 +200,7 @@ def main_driver(args):
     work = tempfile.mkdtemp(prefix="export_runtimes_")
     model = build_model(args, os.path.join(work, "logs"))
     from mrcnn.inference import export
+    from whole_feed import cpu_description  # the model name and flags
     size = model.config.IMAGE_MAX_DIM
     image = test_image(size)
     image_path = os.path.join(work, "image.npy")
@@ -210,7 +210,7 @@ def main_driver(args):
               "date": time.strftime("%Y-%m-%d"),
               "load_average_before": load_before,
               "image_size": size, "threads": args.threads,
-              "cpu": platform.processor() or platform.machine(),
+              "cpu": cpu_description(),
               "detect_ms": detect_ms, "detect_peak_rss_mb": peak_rss_mb(),
               "torchvision_ms": torchvision_ms(args, image_path)}
     exports = [("onnx", "mask_rcnn.onnx", {"format": "onnx"})] + [
