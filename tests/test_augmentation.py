@@ -5,21 +5,10 @@ import pytest
 
 from mrcnn import _imgaug_compat, data, utils
 from mrcnn.config import Config
+from mrcnn.data.augment import default_augmentation
 
 imgaug = _imgaug_compat.import_imgaug()
 import imgaug.augmenters as iaa  # noqa: E402
-
-
-def classic_augmentation():
-    """The augmentation of matterport's samples (e.g. nucleus)."""
-    return iaa.SomeOf((0, 2), [
-        iaa.Fliplr(0.5),
-        iaa.Flipud(0.5),
-        iaa.OneOf([iaa.Affine(rotate=90), iaa.Affine(rotate=180),
-                   iaa.Affine(rotate=270)]),
-        iaa.Multiply((0.8, 1.5)),
-        iaa.GaussianBlur(sigma=(0.0, 5.0)),
-    ])
 
 
 def two_shapes():
@@ -59,7 +48,7 @@ def test_numpy_aliases_restored():
 
 
 def test_classic_pattern_runs_on_images():
-    augmentation = classic_augmentation()
+    augmentation = default_augmentation()
     augmentation.seed_(0)
     image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
     for _ in range(20):
@@ -72,7 +61,7 @@ def test_classic_pattern_keeps_image_and_masks_aligned():
     transforms = [dihedral(mask[..., i]) for i in range(2)]
     color_only = geometric = 0
     for seed in range(40):
-        augmentation = classic_augmentation()
+        augmentation = default_augmentation()
         augmentation.seed_(seed)
         new_image, new_mask = data.augment_image_and_masks(
             augmentation, image, mask)
@@ -190,7 +179,7 @@ def test_load_image_gt_drops_instances_moved_out():
 
 def test_feed_augmentation_is_reproducible():
     dataset = ShapesDataset(num_images=6)
-    augmentation = classic_augmentation()
+    augmentation = default_augmentation()
 
     def masks(seed):
         feed = data.MaskRCNNDataset(dataset, AugConfig(), seed=seed,
