@@ -13,10 +13,12 @@ export.
 
 The line holds, for detect() and each runtime: the median time of
 --rounds runs after one warm-up, the file size, the peak memory, and the
-agreement with detect() on that image (the test rules: class ids equal,
-scores within 1e-3, boxes within 1 pixel, mask IoU >= 0.95 for every
-detection; the largest differences are reported, so that the float16 and
-int8 tolerances can be read off). torchvision_ms comes from the same run
+agreement with detect() on that image (mrcnn.inference.agreement: the
+test rules, class ids equal, scores within 1e-3, boxes within 1 pixel,
+mask IoU >= 0.95 for every detection, with detections paired by class and
+box rather than by list index, and a swap among near-equal scores at the
+100-detection cut counted apart; the largest differences over the pairs
+are reported, so that the float16 and int8 tolerances can be read off). torchvision_ms comes from the same run
 (benchmarks/compare_torchvision.py's worker in benchmarks/.torch-venv;
 null where that virtualenv is missing or with --tiny).
 
@@ -122,37 +124,6 @@ def test_image(size):
     return dataset.load_image(0)
 
 
-def agreement(expected, actual):
-    """The largest differences of actual to detect()'s result."""
-    import numpy as np
-
-    same_ids = (len(actual["class_ids"]) == len(expected["class_ids"])
-                and bool((actual["class_ids"] == expected["class_ids"])
-                         .all()))
-    report = {"detections": int(len(expected["class_ids"])),
-              "detections_export": int(len(actual["class_ids"])),
-              "class_ids_equal": same_ids}
-    if same_ids and len(expected["class_ids"]):
-        ious = []
-        for i in range(expected["masks"].shape[-1]):
-            a, b = expected["masks"][..., i], actual["masks"][..., i]
-            union = np.logical_or(a, b).sum()
-            ious.append(1.0 if not union else
-                        float(np.logical_and(a, b).sum() / union))
-        report.update(
-            max_score_diff=float(np.abs(actual["scores"]
-                                        - expected["scores"]).max()),
-            max_box_diff_px=int(np.abs(actual["rois"]
-                                       - expected["rois"]).max()),
-            min_mask_iou=min(ious))
-        report["within_rules"] = (report["max_score_diff"] <= 1e-3
-                                  and report["max_box_diff_px"] <= 1
-                                  and report["min_mask_iou"] >= 0.95)
-    else:
-        report["within_rules"] = False
-    return report
-
-
 def time_detect(model, image, rounds):
     model.detect([image])  # warm-up (traces the graph)
     times = []
@@ -200,6 +171,7 @@ def main_driver(args):
     work = tempfile.mkdtemp(prefix="export_runtimes_")
     model = build_model(args, os.path.join(work, "logs"))
     from mrcnn.inference import export
+    from mrcnn.inference.agreement import compare_detections
     from whole_feed import cpu_description  # the model name and flags
     size = model.config.IMAGE_MAX_DIM
     image = test_image(size)
@@ -227,7 +199,10 @@ def main_driver(args):
                                 out_path))
         outputs = dict(np.load(out_path))
         (actual,) = export.results_from_serving(outputs)
-        entry.update(agreement(expected, actual))
+        entry.update(compare_detections(
+            expected, actual,
+            max_detections=model.config.DETECTION_MAX_INSTANCES,
+            min_score=model.config.DETECTION_MIN_CONFIDENCE))
         report[name] = entry
     report["load_average_after"] = os.getloadavg()
     print(json.dumps(report))

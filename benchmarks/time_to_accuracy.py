@@ -4,6 +4,9 @@ JSON line, with a PNG of the two curves.
 
     python benchmarks/time_to_accuracy.py --minutes 25        # the race
     python benchmarks/time_to_accuracy.py --tiny --only mrcnn # a 1-minute check
+    python benchmarks/time_to_accuracy.py --minutes 25 --only mrcnn \
+        --set 'MIXED_PRECISION="auto"' --against race.json
+        # this mrcnn beside the sides of an earlier run (race_report.py)
 
 No pretrained weights can be downloaded here, so both start from random
 weights. Same training images at the same input size (each image scaled so
@@ -66,6 +69,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 from pipe_worker import PipeClient  # noqa: E402
+from race_report import (plot_curves, read_report,  # noqa: E402
+                         summarize, with_earlier_sides)
 
 TORCH_PYTHON = os.environ.get(
     "MRCNN_TORCH_PYTHON", os.path.join(HERE, ".torch-venv", "bin", "python"))
@@ -350,61 +355,6 @@ def run_torchvision(args, samples, validation, log):
     return curve, dict(settings, **recipe)
 
 
-############################################################
-#  Report
-############################################################
-
-def minutes_to_reach(curve, target):
-    """The first evaluation time (minutes) whose mask AP is >= target, or
-    None when the curve never gets there."""
-    for point in curve:
-        if point["mask_ap"] >= target:
-            return point["minutes"]
-    return None
-
-
-def summarize(curves):
-    """Per side: its final APs, steps, seconds a step and the minutes it
-    needed to reach the other side's final mask AP."""
-    sides = {}
-    for side, (curve, recipe) in curves.items():
-        last = curve[-1]
-        sides[side] = {"curve": curve, "final_mask_ap": last["mask_ap"],
-                       "final_mask_ap50": last["mask_ap50"],
-                       "steps": last["steps"],
-                       "seconds_per_step": round(
-                           60 * last["minutes"] / max(1, last["steps"]), 3),
-                       "recipe": recipe}
-    for side in sides:
-        for other in sides:
-            if other != side:
-                sides[side]["minutes_to_" + other + "_final_mask_ap"] = \
-                    minutes_to_reach(sides[side]["curve"],
-                                     sides[other]["final_mask_ap"])
-    return sides
-
-
-def plot_curves(sides, path):
-    """A PNG of mask AP and AP50 against training minutes, one line a side."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in zip(axes, ("mask_ap", "mask_ap50"),
-                              ("mask AP@[.5:.95]", "mask AP50")):
-        for side, result in sides.items():
-            ax.plot([p["minutes"] for p in result["curve"]],
-                    [p[key] for p in result["curve"]], marker="o", label=side)
-        ax.set_xlabel("training minutes (evaluation excluded)")
-        ax.set_title(title)
-        ax.set_ylim(bottom=0)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=80)
-    plt.close(figure)
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--train", default=DEFAULT_TRAIN,
@@ -434,6 +384,11 @@ def parse_args(argv=None):
     parser.add_argument("--tiny", action="store_true",
                         help="a few small images, seconds of training")
     parser.add_argument("--torch-python", default=TORCH_PYTHON)
+    parser.add_argument("--against", action="append", default=[],
+                        metavar="REPORT", help="a file holding an earlier "
+                        "run's JSON line: its sides go beside this run's "
+                        "(same size, backbone, data and budget), "
+                        "repeatable")
     args = parser.parse_args(argv)
     if args.tiny:
         args.size, args.minutes = TINY["size"], TINY["minutes"]
@@ -446,6 +401,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    for path in args.against:
+        read_report(path)  # a wrong file fails now, not after the budget
     sides = [args.only] if args.only else list(SIDES)
     if "torchvision" in sides and not os.path.exists(args.torch_python):
         raise SystemExit(
@@ -476,19 +433,19 @@ def main(argv=None):
                 args, arrays_dataset(samples, train), validation, log)
     if "torchvision" in sides:
         curves["torchvision"] = run_torchvision(args, samples, validation, log)
-    results = summarize(curves)
-    os.makedirs(args.out, exist_ok=True)
-    png = os.path.join(args.out, "time_to_accuracy.png")
-    plot_curves(results, png)
     report.update(
-        sides=results, budget_minutes=args.minutes,
+        sides=summarize(curves), budget_minutes=args.minutes,
         eval_every_minutes=args.eval_every, size=args.size,
         backbone=args.backbone, train_dir=os.path.abspath(args.train),
         val_dir=args.val and os.path.abspath(args.val),
         split=None if args.val else "mrcnn.datasets.splits.split_dataset",
         train_images=len(samples), val_images=len(validation.images),
-        png=png, onednn_max_cpu_isa=os.environ.get(runtime.ONEDNN_ISA_ENV),
+        onednn_max_cpu_isa=os.environ.get(runtime.ONEDNN_ISA_ENV),
         load_average_after=[round(v, 2) for v in os.getloadavg()])
+    report = with_earlier_sides(report, args.against)
+    os.makedirs(args.out, exist_ok=True)
+    report["png"] = os.path.join(args.out, "time_to_accuracy.png")
+    plot_curves(report["sides"], report["png"])
     print(json.dumps(report, default=_jsonable))
 
 

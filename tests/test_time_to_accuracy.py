@@ -141,3 +141,61 @@ def test_tiny_run_prints_one_json_line_with_both_curves(tmp_path):
     if len(sides) == 1:
         pytest.skip("torchvision side not run: no benchmarks/.torch-venv "
                     "(the mrcnn side passed)")
+
+
+def race_report(date, sides, **settings):
+    """A time_to_accuracy JSON line with the given sides' curves, each a
+    list of (minutes, mask AP) points."""
+    report = {"benchmark": "time_to_accuracy", "date": date, "size": 320,
+              "backbone": "resnet18", "train_dir": "/data", "val_dir": None,
+              "split": "split_dataset", "train_images": 112,
+              "val_images": 29, "budget_minutes": 35.0, "threads": 2,
+              "sides": {}}
+    report.update(settings)
+    for name, points in sides.items():
+        curve = [{"minutes": m, "steps": 10 * (k + 1), "loss": 1.0,
+                  "mask_ap": ap, "mask_ap50": min(1.0, 2 * ap)}
+                 for k, (m, ap) in enumerate(points)]
+        report["sides"][name] = {"curve": curve, "recipe": {"name": name}}
+    return report
+
+
+def test_against_puts_an_earlier_runs_sides_beside_this_ones(tmp_path):
+    """--against: the earlier mrcnn is renamed with its date, torchvision
+    keeps its name, and the minutes to each other's final AP are read off
+    the curves by hand."""
+    from race_report import summarize, with_earlier_sides
+    earlier = race_report("2026-12-07 17:58", {
+        "mrcnn": [(10, 0.05), (20, 0.15), (35, 0.20)],
+        "torchvision": [(10, 0.02), (20, 0.06), (35, 0.10)]})
+    path = tmp_path / "earlier.json"
+    path.write_text("Epoch 1 noise\n" + json.dumps(earlier) + "\n")
+    now = race_report("2026-12-07 19:40", {
+        "mrcnn": [(10, 0.12), (20, 0.25), (35, 0.30)]})
+    now["sides"] = summarize({name: (side["curve"], side["recipe"])
+                              for name, side in now["sides"].items()})
+    merged = with_earlier_sides(now, [str(path)])["sides"]
+    assert sorted(merged) == ["mrcnn", "mrcnn @ 2026-12-07 17:58",
+                              "torchvision"]
+    assert merged["torchvision"]["from"]["file"] == str(path)
+    assert "from" not in merged["mrcnn"]
+    assert merged["mrcnn"]["minutes_to_torchvision_final_mask_ap"] == 10
+    assert merged["mrcnn @ 2026-12-07 17:58"][
+        "minutes_to_torchvision_final_mask_ap"] == 20
+    assert merged["torchvision"][
+        "minutes_to_mrcnn_final_mask_ap"] is None
+    assert merged["mrcnn"][
+        "minutes_to_mrcnn @ 2026-12-07 17:58_final_mask_ap"] == 20
+
+
+def test_against_refuses_a_run_that_trained_otherwise(tmp_path):
+    from race_report import with_earlier_sides
+    earlier = race_report("2026-12-07 17:58", {"torchvision": [(35, 0.1)]},
+                          size=512, val_images=28)
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(earlier))
+    now = race_report("2026-12-07 19:40", {"mrcnn": [(35, 0.3)]})
+    with pytest.raises(SystemExit) as stop:
+        with_earlier_sides(now, [str(path)])
+    assert "size: 320 here, 512" in str(stop.value)
+    assert "val_images: 29 here, 28" in str(stop.value)
