@@ -15,7 +15,7 @@ from mrcnn import data
 from mrcnn.config import Config
 from mrcnn.data import feed as feed_module
 from mrcnn.data import loading
-from mrcnn.structures import dropped
+from mrcnn.structures import dropped, instance_layers
 
 import feed_data
 
@@ -25,6 +25,10 @@ STAGES = (
     ("resize_image", loading, "resize_image_for_config"),
     ("resize_masks", loading, "resize_mask"),
     ("augment", loading, "augment_image_and_masks"),
+    ("pack_instances", instance_layers, "pack"),
+    ("augment_layers", loading, "augment_image_and_layers"),
+    ("layer_boxes", instance_layers, "boxes_of"),
+    ("layer_mini_masks", instance_layers, "minimize"),
     ("drop_empty", dropped, "drop_empty"),
     ("boxes", loading, "extract_bboxes"),
     ("mini_masks", loading, "minimize_mask"),

@@ -10,8 +10,26 @@ import pytest
 
 from mrcnn._imgaug_compat import import_imgaug
 from mrcnn.data import augment
+from mrcnn.structures import instance_layers
 
 iaa = import_imgaug().augmenters
+PATHS = ("masks", "layers")
+
+
+def augmented(path, augmenter, image, masks):
+    """(image, masks [H, W, N]) after augmenter, the instances going
+    through as N masks (augment_image_and_masks) or packed into label
+    layers (augment_image_and_layers, what the feed uses for imgaug's own
+    augmenters)."""
+    if path == "masks":
+        return augment.augment_image_and_masks(augmenter, image, masks)
+    assert augment.layers_follow(augmenter)
+    layers, layer_of = instance_layers.pack(masks)
+    new_image, new_layers = augment.augment_image_and_layers(
+        augmenter, image, layers)
+    boxes, _ = instance_layers.boxes_of(new_layers, layer_of)
+    return new_image, instance_layers.unpack(
+        new_layers, layer_of, boxes, np.ones(len(layer_of), bool))
 
 
 def painted_instances(size=96):
@@ -48,13 +66,13 @@ MOVING = {
 }
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("name", sorted(MOVING))
-def test_masks_move_with_the_image(name):
+def test_masks_move_with_the_image(name, path):
     image, masks = painted_instances()
     for seed in range(3):
         augmenter = augment.seeded_copy(MOVING[name](), seed)
-        new_image, new_masks = augment.augment_image_and_masks(
-            augmenter, image, masks)
+        new_image, new_masks = augmented(path, augmenter, image, masks)
         for k in range(masks.shape[-1]):
             painted = new_image[..., k] > 100
             if painted.sum() < 20:
@@ -69,10 +87,11 @@ def test_masks_move_with_the_image(name):
     iaa.LinearContrast(1.5), iaa.Sequential([iaa.Fliplr(1.0),
                                              iaa.GammaContrast(2.0)])],
     ids=lambda a: type(a).__name__)
-def test_photometric_augmenters_leave_the_masks(augmenter):
+@pytest.mark.parametrize("path", PATHS)
+def test_photometric_augmenters_leave_the_masks(augmenter, path):
     image, masks = painted_instances()
-    new_image, new_masks = augment.augment_image_and_masks(
-        augment.seeded_copy(augmenter, 0), image, masks)
+    new_image, new_masks = augmented(
+        path, augment.seeded_copy(augmenter, 0), image, masks)
     expected = masks[:, ::-1] if isinstance(augmenter, iaa.Sequential) \
         else masks
     np.testing.assert_array_equal(new_masks, expected)
@@ -92,3 +111,22 @@ def test_an_augmenter_of_unknown_kind_is_named_once(monkeypatch):
     said = [str(w.message) for w in caught if "Lambda" in str(w.message)]
     assert len(said) == 1 and "MASK_AUGMENTERS" in said[0]
     np.testing.assert_array_equal(new_masks, masks)  # image only, as said
+
+
+def test_layers_follow_only_imgaugs_own_augmenters():
+    """The label-layer path is taken only where imgaug itself moves
+    segmentation maps; Lambda, WithChannels and augmenters from elsewhere
+    go the per-mask way, which warns about them."""
+    class Shift(iaa.meta.Augmenter):  # an augmenter of the user's own
+        def _augment_batch_(self, batch, random_state, parents, hooks):
+            return batch
+
+        def get_parameters(self):
+            return []
+    assert augment.layers_follow(iaa.Sequential([
+        iaa.Fliplr(0.5), iaa.SomeOf(1, [iaa.Affine(rotate=10),
+                                        iaa.Multiply(1.2)])]))
+    for other in (iaa.Lambda(func_images=lambda images, *a: images),
+                  iaa.WithChannels(0, iaa.Add(10)),
+                  iaa.Sequential([iaa.Fliplr(0.5), Shift()]), object()):
+        assert not augment.layers_follow(other)

@@ -136,6 +136,56 @@ def _augment_with_imgaug(augmentation, image, mask):
     return new_image, new_mask.astype(bool)
 
 
+def layers_follow(augmentation):
+    """True when imgaug itself moves label layers (segmentation maps)
+    through every augmenter of augmentation: all of them are imgaug's own
+    and none is of UNSURE_AUGMENTERS. Then augment_image_and_layers gives
+    the masks the image's geometry; otherwise (albumentations, augmenters
+    of your own, Lambda) augment_image_and_masks decides per augmenter."""
+    if is_albumentations(augmentation):
+        return False
+    try:
+        children = augmentation.get_all_children(flat=True)
+    except AttributeError:  # not an imgaug augmenter
+        return False
+    for augmenter in [augmentation] + list(children):
+        kind = type(augmenter)
+        if not kind.__module__.startswith("imgaug.") \
+                or kind.__name__ in UNSURE_AUGMENTERS:
+            return False
+    return True
+
+
+def augment_image_and_layers(augmentation, image, layers,
+                             description="image"):
+    """imgaug on an image and its instances packed as label layers.
+
+    augmentation: an imgaug augmenter for which layers_follow() is True.
+    image: [H, W, C] uint8; layers: [H, W, L] int32 label images
+        (mrcnn.structures.instance_layers).
+    The layers go through as imgaug segmentation maps: every augmenter
+    that moves pixels moves them too, by nearest neighbour (so labels stay
+    labels), and photometric ones leave them alone. One warp for all
+    instances, where augment_image_and_masks warps each instance's mask.
+    Returns (image, layers) with unchanged shapes; raises ValueError naming
+    `description` when the augmentation changed the size.
+    """
+    from mrcnn._imgaug_compat import import_imgaug
+    imgaug = import_imgaug()
+    segmaps = imgaug.augmentables.segmaps.SegmentationMapsOnImage(
+        layers, shape=image.shape)
+    det = augmentation.to_deterministic()
+    new_image, new_segmaps = det.augment(image=image,
+                                         segmentation_maps=segmaps)
+    new_layers = new_segmaps.get_arr()
+    if new_image.shape != image.shape or new_layers.shape != layers.shape:
+        raise ValueError(
+            "Augmentation changed the size of {} from {} to {}; use "
+            "augmenters that keep the image size".format(
+                description, image.shape, new_image.shape))
+    return new_image, new_layers.astype(np.int32, copy=False)
+
+
 def default_augmentation():
     """matterport's augmentation of its nucleus sample, which `mrcnn train
     --augment` uses too (imgaug): up to two of a left-right flip, an

@@ -61,9 +61,16 @@ def minimize_mask(bbox, mask, mini_shape):
                 "minimize_mask: instance {} has a box of zero area {}; drop "
                 "empty instances before minimizing masks"
                 .format(i, (y1, x1, y2, x2)))
-        small = resize(cropped.astype(np.float32), mini_shape)
-        mini_mask[:, :, i] = np.around(small).astype(bool)
+        mini_mask[:, :, i] = minimize_one(cropped, mini_shape)
     return mini_mask
+
+
+def minimize_one(cropped, mini_shape):
+    """One instance's mask cropped to its box [h, w] (h, w >= 1), resized
+    to mini_shape (height, width): bool, pixels at >= 0.5 after bilinear
+    resizing."""
+    small = resize(cropped.astype(np.float32), mini_shape)
+    return np.around(small).astype(bool)
 
 
 def expand_mask(bbox, mini_mask, image_shape):

@@ -217,13 +217,15 @@ def _random_crop(image, min_dim):
 def resize_mask(mask, scale, padding, crop=None):
     """Resizes masks like resize_image resized their image.
 
-    mask: [height, width, num_instances].
+    mask: [height, width, num_instances], or integer label layers
+        [height, width, layers] (mrcnn.structures.instance_layers).
     scale, padding, crop: as returned by resize_image.
     Returns: the resized masks, same dtype as the input (bool stays bool).
     """
     mask = np.asarray(mask)
-    if scale != 1 and mask.dtype == bool:
-        mask = _nearest_zoom(mask, scale)
+    if scale != 1 and (mask.dtype == bool
+                       or np.issubdtype(mask.dtype, np.integer)):
+        mask = _nearest_zoom(mask, scale)  # label layers too
     elif scale != 1:
         # zoom the masks as float: nearest neighbour (order=0) keeps them
         # binary, and scipy/skimage refuse to interpolate bool arrays.
