@@ -8,6 +8,9 @@ mrcnn in "auto" precision, say). Runs are compared only when they trained
 and scored the same way: the same input size, backbone, training folder,
 split and validation image count, and budget; otherwise the script stops
 and names what differs.
+
+    python benchmarks/race_report.py auto.json --against float32.json \
+        --out benchmarks/out      # reports written earlier, merged
 """
 import json
 
@@ -123,3 +126,25 @@ def with_earlier_sides(report, paths):
         if "from" in side:
             merged[name]["from"] = side["from"]
     return dict(report, sides=merged)
+
+
+def main(argv=None):
+    """Merges reports already written: the first file's sides with the
+    others' beside them, printed as one JSON line, plotted to --out."""
+    import argparse
+    import os
+    parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+    parser.add_argument("report", help="a time_to_accuracy JSON line file")
+    parser.add_argument("--against", action="append", default=[],
+                        metavar="REPORT", required=True)
+    parser.add_argument("--out", required=True, help="folder of the PNG")
+    args = parser.parse_args(argv)
+    report = with_earlier_sides(read_report(args.report), args.against)
+    os.makedirs(args.out, exist_ok=True)
+    report["png"] = os.path.join(args.out, "time_to_accuracy.png")
+    plot_curves(report["sides"], report["png"])
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -143,7 +143,7 @@ def test_tiny_run_prints_one_json_line_with_both_curves(tmp_path):
                     "(the mrcnn side passed)")
 
 
-def race_report(date, sides, **settings):
+def race_line(date, sides, **settings):
     """A time_to_accuracy JSON line with the given sides' curves, each a
     list of (minutes, mask AP) points."""
     report = {"benchmark": "time_to_accuracy", "date": date, "size": 320,
@@ -165,12 +165,12 @@ def test_against_puts_an_earlier_runs_sides_beside_this_ones(tmp_path):
     keeps its name, and the minutes to each other's final AP are read off
     the curves by hand."""
     from race_report import summarize, with_earlier_sides
-    earlier = race_report("2026-12-07 17:58", {
+    earlier = race_line("2026-12-07 17:58", {
         "mrcnn": [(10, 0.05), (20, 0.15), (35, 0.20)],
         "torchvision": [(10, 0.02), (20, 0.06), (35, 0.10)]})
     path = tmp_path / "earlier.json"
     path.write_text("Epoch 1 noise\n" + json.dumps(earlier) + "\n")
-    now = race_report("2026-12-07 19:40", {
+    now = race_line("2026-12-07 19:40", {
         "mrcnn": [(10, 0.12), (20, 0.25), (35, 0.30)]})
     now["sides"] = summarize({name: (side["curve"], side["recipe"])
                               for name, side in now["sides"].items()})
@@ -190,12 +190,31 @@ def test_against_puts_an_earlier_runs_sides_beside_this_ones(tmp_path):
 
 def test_against_refuses_a_run_that_trained_otherwise(tmp_path):
     from race_report import with_earlier_sides
-    earlier = race_report("2026-12-07 17:58", {"torchvision": [(35, 0.1)]},
+    earlier = race_line("2026-12-07 17:58", {"torchvision": [(35, 0.1)]},
                           size=512, val_images=28)
     path = tmp_path / "earlier.json"
     path.write_text(json.dumps(earlier))
-    now = race_report("2026-12-07 19:40", {"mrcnn": [(35, 0.3)]})
+    now = race_line("2026-12-07 19:40", {"mrcnn": [(35, 0.3)]})
     with pytest.raises(SystemExit) as stop:
         with_earlier_sides(now, [str(path)])
     assert "size: 320 here, 512" in str(stop.value)
     assert "val_images: 29 here, 28" in str(stop.value)
+
+
+def test_reports_written_earlier_merge_into_one_line_and_plot(tmp_path,
+                                                              capsys):
+    import race_report
+    earlier = race_line("2026-12-07 17:58", {
+        "mrcnn": [(10, 0.05), (35, 0.20)],
+        "torchvision": [(10, 0.02), (35, 0.10)]})
+    now = race_line("2026-12-07 19:40", {"mrcnn": [(10, 0.12), (35, 0.3)]})
+    for name, report in (("earlier", earlier), ("now", now)):
+        (tmp_path / (name + ".json")).write_text(json.dumps(report))
+    race_report.main([str(tmp_path / "now.json"), "--against",
+                      str(tmp_path / "earlier.json"), "--out",
+                      str(tmp_path / "out")])
+    merged = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(merged["sides"]) == 3
+    assert merged["sides"]["mrcnn"]["minutes_to_torchvision_final_mask_ap"] \
+        == 10
+    assert os.path.getsize(merged["png"]) > 0
