@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 # Instances go through resizing and imgaug augmentation packed into label
 # layers (mrcnn.structures.instance_layers), where imgaug moves them
 # itself; False: one mask at a time, the original way (slower, same
-# ground truth but for an affine warp's interpolation at the edges).
+# ground truth but for an affine warp's interpolation at the edges). For
+# tests and comparisons: it is this process's setting, and worker
+# processes of the feed start with the default.
 PACK_INSTANCES = True
 # ... from this many instances an image: below it, packing costs as much
 # as it saves (the balloon set, 1-10 an image, breaks even at 4-10).
