@@ -5,6 +5,10 @@
   (``encode_boxes`` / ``decode_boxes``: boxes to std-dev-scaled deltas and
   back, the numpy twin of ``network.box_ops``' coder);
 * ``masks``: mask IoU, mini masks, masks pasted into images;
+* ``instance_layers``: instance masks packed into label images, the
+  training feed's fast form;
+* ``polygons``: polygons to masks (scikit-image's pixels, OpenCV's
+  speed);
 * ``resizing``: ``resize_image``, ``resize_mask``;
 * ``anchors``: anchor generation;
 * ``image_io``: image files to RGB uint8, the one decoder;
