@@ -49,6 +49,14 @@ def summarize(curves):
     return sides
 
 
+def side_label(name, side):
+    """The plot's name of a side: an mrcnn side with its precision."""
+    recipe = side.get("recipe") or {}
+    if "MIXED_PRECISION" not in recipe:
+        return name
+    return "{} ({})".format(name, recipe["MIXED_PRECISION"] or "float32")
+
+
 def plot_curves(sides, path):
     """A PNG of mask AP and AP50 against training minutes, one line a side."""
     import matplotlib
@@ -59,7 +67,8 @@ def plot_curves(sides, path):
                               ("mask AP@[.5:.95]", "mask AP50")):
         for side, result in sides.items():
             ax.plot([p["minutes"] for p in result["curve"]],
-                    [p[key] for p in result["curve"]], marker="o", label=side)
+                    [p[key] for p in result["curve"]], marker="o",
+                    label=side_label(side, result))
         ax.set_xlabel("training minutes (evaluation excluded)")
         ax.set_title(title)
         ax.set_ylim(bottom=0)
