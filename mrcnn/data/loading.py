@@ -261,19 +261,20 @@ def _instances_as_layers(dataset, image_id, image, mask, class_ids,
                                              class_ids, "empty_after_resize")
         resizing = None
     layers, layer_of = instance_layers.pack(mask)
-    alive = np.ones(len(class_ids), bool)
+    alive, boxes = np.ones(len(class_ids), bool), None
     if resizing is not None:
         layers = resize_mask(layers, *resizing)
-        alive = _still_present(dataset, image_id, layers, layer_of, alive,
-                               "empty_after_resize")
+        alive, boxes = _still_present(dataset, image_id, layers, layer_of,
+                                      alive, "empty_after_resize")
     if flip:
         image, layers = np.fliplr(image), np.fliplr(layers)
     if augmentation:
         image, layers = augment_image_and_layers(
             augmentation, image, layers, describe_image(dataset, image_id))
-        alive = _still_present(dataset, image_id, layers, layer_of, alive,
-                               "empty_after_augmentation")
-    boxes = instance_layers.boxes_of(layers, layer_of)[0]
+        alive, boxes = _still_present(dataset, image_id, layers, layer_of,
+                                      alive, "empty_after_augmentation")
+    elif boxes is None or flip:  # none found yet, or the flip moved them
+        boxes = instance_layers.boxes_of(layers, layer_of)[0]
     if mini_shape:
         mask = instance_layers.minimize(layers, layer_of, boxes, alive,
                                         mini_shape)
@@ -283,9 +284,10 @@ def _instances_as_layers(dataset, image_id, image, mask, class_ids,
 
 
 def _still_present(dataset, image_id, layers, layer_of, alive, cause):
-    """alive [N] without the instances that have no pixel left in layers;
-    those are reported as dropped for cause (as dropped.drop_empty)."""
-    present = instance_layers.boxes_of(layers, layer_of)[1]
+    """(alive [N] without the instances that have no pixel left in layers,
+    their boxes [N, 4]); those are reported as dropped for cause (as
+    dropped.drop_empty)."""
+    boxes, present = instance_layers.boxes_of(layers, layer_of)
     dropped.report(dataset, image_id, cause, int((alive & ~present).sum()),
                    int(alive.sum()))
-    return alive & present
+    return alive & present, boxes

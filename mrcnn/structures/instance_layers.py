@@ -81,8 +81,7 @@ def unpack(layers, layer_of, boxes, keep):
     mask = np.zeros(layers.shape[:2] + (len(kept),), bool)
     for k, i in enumerate(kept):
         y1, x1, y2, x2 = boxes[i]
-        mask[y1:y2, x1:x2, k] = _instance_window(layers, layer_of,
-                                                 boxes[i], i)
+        mask[y1:y2, x1:x2, k] = layers[y1:y2, x1:x2, layer_of[i]] == i + 1
     return mask
 
 
